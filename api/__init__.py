@@ -1,0 +1,1 @@
+"""Litestar app: controllers per context, auth, problem details, health, metrics, ops."""

@@ -1,0 +1,1 @@
+"""Composition root: settings, bootstrap, embedded PostgreSQL, CLI. It wires; it does not decide."""

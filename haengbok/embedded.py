@@ -1,0 +1,93 @@
+"""The embedded PostgreSQL used when no DATABASE_URL is given (package ``pgserver``).
+
+pgserver ships PostgreSQL binaries inside the wheel, so a fresh machine needs nothing else.
+It listens on a Unix socket inside the data folder only; no TCP port is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedPostgres:
+    """Owns one pgserver instance; ``url(dbname)`` gives a libpq URL for a database in it."""
+
+    def __init__(self, data_dir: Path, *, stop_on_exit: bool = True) -> None:
+        import pgserver
+
+        data_dir = data_dir.resolve()
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
+        self._server: Any = pgserver.get_server(data_dir, cleanup_mode="stop" if stop_on_exit else None)
+        # pgserver falls back to a short runtime folder when the data path is too long for a
+        # Unix socket name; remember where it put the socket so restarts use the same place.
+        info = self._server.get_postmaster_info()
+        self.socket_dir = str(info.socket_dir)
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
+
+    def ensure_database(self, dbname: str) -> str:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        return self.url(dbname)
+
+    def tune_for_tests(self) -> None:
+        """Durability off: test data is thrown away, and fsync dominates small transactions."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET fsync = off")
+            conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+            conn.execute("ALTER SYSTEM SET full_page_writes = off")
+            conn.execute("ALTER SYSTEM SET max_connections = 200")
+        self.restart()
+
+    def tune_for_run(self) -> None:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            current = conn.execute("SHOW max_connections").fetchone()
+            if current and int(current[0]) >= 200:
+                return
+            conn.execute("ALTER SYSTEM SET max_connections = 200")
+        self.restart()
+
+    def _pg_ctl(self, *args: str) -> None:
+        from pgserver import _commands
+
+        _commands.pg_ctl(list(args), pgdata=self.data_dir, user=self._server.system_user)
+
+    def restart(self) -> None:
+        """Restart the server in place (fault tests use this while workers run)."""
+        self._pg_ctl("-w", "-m", "fast", "restart", "-o", f"-k {self.socket_dir} -c listen_addresses=''")
+
+    def stop(self) -> None:
+        """Stop the server unless another process still holds it (pgserver counts handles)."""
+        self._server.cleanup()
+
+    def kill_and_start(self) -> None:
+        """Immediate shutdown (like a crash) and start again; for fault tests."""
+        try:
+            self._pg_ctl("-w", "-m", "immediate", "stop")
+        except subprocess.CalledProcessError:
+            log.debug("embedded PostgreSQL was not running")
+        self.start()
+
+    def start(self) -> None:
+        self._pg_ctl("-w", "start", "-o", f"-k {self.socket_dir} -c listen_addresses=''")
+
+
+def resolve_database_url(database_url: str | None, data_dir: Path, dbname: str) -> tuple[str, EmbeddedPostgres | None]:
+    """DATABASE_URL when given; otherwise start (or reuse) the embedded server."""
+    if database_url:
+        return database_url, None
+    server = EmbeddedPostgres(data_dir)
+    server.tune_for_run()
+    return server.ensure_database(dbname), server

@@ -1,0 +1,70 @@
+"""Settings read once from the environment (12-factor); nothing connects at import time."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know; built by ``Settings.from_env()`` or by tests."""
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".pgdata")
+    database_name: str = "haengbok"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    jwt_secret: str = "dev-only-secret-change-me-in-production-0123456789"
+    jwt_issuer: str = "haengbok"
+    jwt_audience: str = "haengbok-api"
+    worker_processes: int = 1
+    worker_threads: int = 8
+    relay_batch_size: int = 500
+    relay_idle_poll_seconds: float = 0.5
+    # Seconds a read pgmq message stays invisible; must exceed the actor time limit.
+    visibility_timeout_seconds: int = 60
+    actor_time_limit_seconds: int = 30
+    max_retries: int = 5
+    min_backoff_ms: int = 200
+    max_backoff_ms: int = 30_000
+    read_wait_max_seconds: float = 5.0
+    max_request_body_bytes: int = 64 * 1024
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    log_json: bool = False
+    drain_seconds: float = 0.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=Path(env.get("HAENGBOK_DATA_DIR", str(PROJECT_ROOT / ".pgdata"))),
+            api_host=env.get("HAENGBOK_API_HOST", "127.0.0.1"),
+            api_port=_int("HAENGBOK_API_PORT", 8000),
+            jwt_secret=env.get("HAENGBOK_JWT_SECRET", cls.jwt_secret),
+            worker_processes=_int("HAENGBOK_WORKER_PROCESSES", 1),
+            worker_threads=_int("HAENGBOK_WORKER_THREADS", 8),
+            relay_batch_size=_int("HAENGBOK_RELAY_BATCH_SIZE", 500),
+            relay_idle_poll_seconds=_float("HAENGBOK_RELAY_IDLE_POLL_SECONDS", 0.5),
+            visibility_timeout_seconds=_int("HAENGBOK_VISIBILITY_TIMEOUT_SECONDS", 60),
+            actor_time_limit_seconds=_int("HAENGBOK_ACTOR_TIME_LIMIT_SECONDS", 30),
+            max_retries=_int("HAENGBOK_MAX_RETRIES", 5),
+            pool_max_size=_int("HAENGBOK_POOL_MAX_SIZE", 10),
+            log_json=env.get("HAENGBOK_LOG_JSON", "") in ("1", "true", "yes"),
+            drain_seconds=_float("HAENGBOK_DRAIN_SECONDS", 0.0),
+        )

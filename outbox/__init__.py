@@ -1,0 +1,1 @@
+"""Event log (outbox), relay, pgmq broker for Dramatiq, transactional consumers, sagas."""

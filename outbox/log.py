@@ -1,0 +1,70 @@
+"""Appending to the event log inside the caller's transaction (sync and async connections)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from outbox.envelope import Appended, MessageContext, NewMessage
+from sql import query
+
+STREAM_VERSION_CONSTRAINT = "event_stream_version_key"
+
+
+class ConcurrencyConflict(Exception):
+    """Another transaction appended to the same stream first; retry the command."""
+
+
+def _params(messages: Sequence[NewMessage], ctx: MessageContext) -> dict[str, Any]:
+    return {
+        "event_ids": [m.event_id for m in messages],
+        "kinds": [m.kind for m in messages],
+        "types": [m.type for m in messages],
+        "streams": [m.stream for m in messages],
+        "payloads": [Jsonb(dict(m.payload)) for m in messages],
+        "correlation_id": ctx.correlation_id,
+        "causation_id": ctx.causation_id,
+        "actor": ctx.actor,
+    }
+
+
+def _appended(rows: list[tuple[Any, ...]]) -> list[Appended]:
+    return [Appended(position=r[0], event_id=r[1], stream=r[2], version=r[3]) for r in rows]
+
+
+def _is_stream_conflict(exc: psycopg.errors.UniqueViolation) -> bool:
+    return exc.diag.constraint_name == STREAM_VERSION_CONSTRAINT
+
+
+def append(
+    conn: psycopg.Connection[Any], messages: Sequence[NewMessage], ctx: MessageContext
+) -> list[Appended]:
+    """Append messages in the connection's current transaction; they commit with it."""
+    if not messages:
+        return []
+    try:
+        rows = conn.execute(query("outbox.append"), _params(messages, ctx)).fetchall()
+    except psycopg.errors.UniqueViolation as exc:
+        if _is_stream_conflict(exc):
+            raise ConcurrencyConflict(str(exc.diag.message_detail)) from exc
+        raise
+    return _appended(rows)
+
+
+async def append_async(
+    conn: psycopg.AsyncConnection[Any], messages: Sequence[NewMessage], ctx: MessageContext
+) -> list[Appended]:
+    """``append`` for the API's async connections."""
+    if not messages:
+        return []
+    try:
+        cur = await conn.execute(query("outbox.append"), _params(messages, ctx))
+        rows = await cur.fetchall()
+    except psycopg.errors.UniqueViolation as exc:
+        if _is_stream_conflict(exc):
+            raise ConcurrencyConflict(str(exc.diag.message_detail)) from exc
+        raise
+    return _appended(rows)

@@ -1,0 +1,1 @@
+"""Projection runtime, read models, read-your-writes, exports."""

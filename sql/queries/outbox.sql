@@ -1,0 +1,73 @@
+-- name: append
+-- Versions continue each stream's head; a concurrent writer of the same stream hits
+-- event_stream_version_key and gets a ConcurrencyConflict. ORDER BY ord keeps identity values in
+-- input order so a stream's versions and positions rise together.
+WITH input AS (
+    SELECT *
+    FROM unnest(%(event_ids)s::uuid[], %(kinds)s::text[], %(types)s::text[],
+                %(streams)s::text[], %(payloads)s::jsonb[])
+         WITH ORDINALITY AS i(event_id, kind, type, stream, payload, ord)
+), numbered AS (
+    SELECT i.*,
+           coalesce((SELECT max(e.version) FROM outbox.event e WHERE e.stream = i.stream), 0)
+             + row_number() OVER (PARTITION BY i.stream ORDER BY i.ord) AS version
+    FROM input i
+)
+INSERT INTO outbox.event (event_id, kind, type, stream, version, payload,
+                          correlation_id, causation_id, actor)
+SELECT event_id, kind, type, stream, version, payload,
+       %(correlation_id)s::uuid, %(causation_id)s::uuid, %(actor)s::text
+FROM numbered
+ORDER BY ord
+RETURNING position, event_id, stream, version
+
+-- name: notify_relay
+SELECT pg_notify('haengbok_outbox', '')
+
+-- name: try_relay_leadership
+-- Only one relay transaction at a time assigns global positions (see 0001_platform.up.sql).
+SELECT pg_try_advisory_xact_lock(7424651002)
+
+-- name: claim_batch
+-- Runs only under the relay leadership lock. global_position continues from the current
+-- maximum in position order; the relay's sends to pgmq commit in this same transaction.
+WITH batch AS (
+    SELECT position, row_number() OVER (ORDER BY position) AS rn
+    FROM (SELECT position FROM outbox.event
+          WHERE global_position IS NULL
+          ORDER BY position
+          LIMIT %(limit)s) b
+), head AS (
+    SELECT coalesce(max(global_position), 0) AS g FROM outbox.event
+)
+UPDATE outbox.event e
+SET global_position = head.g + batch.rn,
+    relayed_at = clock_timestamp()
+FROM batch, head
+WHERE e.position = batch.position
+RETURNING e.position, e.global_position, e.event_id, e.kind, e.type, e.stream, e.version,
+          e.payload, e.correlation_id, e.causation_id, e.actor, e.occurred_at
+
+-- name: subscriptions
+SELECT name, queue_name, message_types, ordered FROM outbox.subscription
+
+-- name: upsert_subscription
+INSERT INTO outbox.subscription (name, queue_name, message_types, ordered)
+VALUES (%(name)s, %(queue_name)s, %(message_types)s, %(ordered)s)
+ON CONFLICT (name) DO UPDATE
+SET queue_name = excluded.queue_name,
+    message_types = excluded.message_types,
+    ordered = excluded.ordered,
+    updated_at = now()
+WHERE (subscription.queue_name, subscription.message_types, subscription.ordered)
+      IS DISTINCT FROM (excluded.queue_name, excluded.message_types, excluded.ordered)
+
+-- name: relay_lag
+SELECT count(*) AS pending,
+       coalesce(extract(epoch FROM clock_timestamp() - min(occurred_at)), 0)::float8 AS oldest_seconds
+FROM outbox.event WHERE global_position IS NULL
+
+-- name: stream
+SELECT position, global_position, event_id, kind, type, stream, version, payload,
+       correlation_id, causation_id, actor, occurred_at
+FROM outbox.event WHERE stream = %(stream)s ORDER BY version
