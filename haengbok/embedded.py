@@ -42,22 +42,28 @@ class EmbeddedPostgres:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         return self.url(dbname)
 
+    def _configure(self, wanted: dict[str, str]) -> None:
+        """Apply settings; restart only if one changed (other processes may share the server)."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            changed = False
+            for name, value in wanted.items():
+                row = conn.execute(
+                    "SELECT setting FROM pg_settings WHERE name = %s", [name]
+                ).fetchone()
+                if row is None or row[0] != value:
+                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(name), sql.Literal(value)))
+                    changed = True
+        if changed:
+            self.restart()
+
     def tune_for_tests(self) -> None:
         """Durability off: test data is thrown away, and fsync dominates small transactions."""
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET fsync = off")
-            conn.execute("ALTER SYSTEM SET synchronous_commit = off")
-            conn.execute("ALTER SYSTEM SET full_page_writes = off")
-            conn.execute("ALTER SYSTEM SET max_connections = 200")
-        self.restart()
+        self._configure({"fsync": "off", "synchronous_commit": "off",
+                         "full_page_writes": "off", "max_connections": "300"})
 
     def tune_for_run(self) -> None:
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            current = conn.execute("SHOW max_connections").fetchone()
-            if current and int(current[0]) >= 200:
-                return
-            conn.execute("ALTER SYSTEM SET max_connections = 200")
-        self.restart()
+        self._configure({"max_connections": "200"})
 
     def _pg_ctl(self, *args: str) -> None:
         from pgserver import _commands
