@@ -30,8 +30,10 @@ class MessageContext:
         rid = uuid.uuid4()
         return cls(correlation_id=rid, causation_id=rid, actor=actor)
 
-    def caused_by(self, envelope: Envelope) -> MessageContext:
-        return MessageContext(envelope.correlation_id, envelope.event_id, envelope.actor)
+    @classmethod
+    def caused_by_envelope(cls, envelope: Envelope) -> MessageContext:
+        """The context for messages a consumer emits while handling ``envelope``."""
+        return cls(envelope.correlation_id, envelope.event_id, envelope.actor)
 
 
 @dataclass(frozen=True, slots=True)

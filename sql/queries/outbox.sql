@@ -71,3 +71,12 @@ FROM outbox.event WHERE global_position IS NULL
 SELECT position, global_position, event_id, kind, type, stream, version, payload,
        correlation_id, causation_id, actor, occurred_at
 FROM outbox.event WHERE stream = %(stream)s ORDER BY version
+
+-- name: send_batch
+SELECT pgmq.send_batch(%(queue)s::text, %(messages)s::jsonb[], %(headers)s::jsonb[])
+
+-- name: notify
+SELECT pg_notify(channel, '') FROM unnest(%(channels)s::text[]) AS channel
+
+-- name: ensure_queue
+SELECT pgmq.create(%(queue)s::text)

@@ -1,0 +1,158 @@
+"""Transactional consumers: a subscriber's effects, the messages it emits and the deletion of
+its pgmq message commit in one transaction.
+
+Redelivery is normal (a worker killed mid-handler, a visibility timeout running out). Because
+the delete is inside the handler's transaction, a delivery that did not commit left nothing
+behind, and a delivery whose delete finds the message already gone (another delivery won)
+rolls back. Effects inside PostgreSQL therefore happen exactly once; calls to the outside world
+use ``HandlerContext.idempotency_key``, which is the same for every delivery of a message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import dramatiq
+import psycopg
+import structlog
+from dramatiq.middleware import CurrentMessage
+from psycopg_pool import ConnectionPool
+
+from outbox.envelope import Appended, Envelope, MessageContext, NewMessage
+from outbox.log import append
+from outbox.relay import Route
+
+log = logging.getLogger(__name__)
+
+
+class TransactionalBroker(Protocol):
+    """What the consumer runtime needs from the broker (``outbox.broker.PgmqBroker``)."""
+
+    def ack_in_transaction(self, conn: psycopg.Connection[Any], message: Any) -> bool: ...
+
+    def send_in_transaction(
+        self,
+        conn: psycopg.Connection[Any],
+        message: dramatiq.Message[Any],
+        *,
+        delay_ms: int | None = None,
+        group: str | None = None,
+    ) -> int: ...
+
+
+class HandlerContext:
+    """The unit of work a handler runs in: one open transaction and the message being handled."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        envelope: Envelope,
+        broker: TransactionalBroker,
+        message_id: str,
+    ) -> None:
+        self.conn = conn
+        self.envelope = envelope
+        self._broker = broker
+        self._message_id = message_id
+        self.emitted: list[Appended] = []
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across redeliveries of this message to this subscriber."""
+        return self._message_id
+
+    def emit(self, *messages: NewMessage) -> list[Appended]:
+        """Append events/commands caused by the message being handled (same transaction)."""
+        appended = append(self.conn, messages, MessageContext.caused_by_envelope(self.envelope))
+        self.emitted.extend(appended)
+        return appended
+
+    def schedule(
+        self, actor: dramatiq.Actor[Any, Any], *args: Any, delay_ms: int, group: str | None = None
+    ) -> int:
+        """Send a delayed message that commits or rolls back with this transaction (deadlines)."""
+        message = actor.message(*args)
+        return self._broker.send_in_transaction(self.conn, message, delay_ms=delay_ms, group=group)
+
+
+Handler = Callable[[HandlerContext, Envelope], None]
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A policy, saga step or integration that reacts to message types from the log."""
+
+    name: str
+    handles: frozenset[str]
+    handler: Handler
+    queue_name: str | None = None
+    ordered: bool = True
+    actor_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def route(self) -> Route:
+        return Route(self.name, self.queue_name or self.name, self.handles, self.ordered)
+
+
+class _Superseded(Exception):
+    """Another delivery of this message already committed; undo this one."""
+
+
+def deliver(
+    pool: ConnectionPool[Any],
+    broker: TransactionalBroker,
+    subscriber: Subscriber,
+    envelope: Envelope,
+    message: Any,
+) -> bool:
+    """Run ``subscriber`` for one delivery. Returns False when the delivery was superseded."""
+    with structlog.contextvars.bound_contextvars(
+        correlation_id=str(envelope.correlation_id),
+        causation_id=str(envelope.event_id),
+        subscriber=subscriber.name,
+        message_type=envelope.type,
+    ):
+        try:
+            with pool.connection() as conn, conn.transaction():
+                ctx = HandlerContext(conn, envelope, broker, message.message_id)
+                subscriber.handler(ctx, envelope)
+                if not broker.ack_in_transaction(conn, message):
+                    raise _Superseded
+        except _Superseded:
+            log.info("delivery superseded by another one that committed first; rolled back")
+            return False
+        return True
+
+
+def declare_subscribers(
+    broker: dramatiq.Broker,
+    pool_provider: Callable[[], ConnectionPool[Any]],
+    subscribers: Iterable[Subscriber],
+) -> list[dramatiq.Actor[Any, Any]]:
+    """Create one Dramatiq actor per subscriber; the pool is looked up per call (after fork)."""
+    actors = []
+    for sub in subscribers:
+
+        def run(envelope_json: dict[str, Any], _sub: Subscriber = sub) -> None:
+            message = CurrentMessage.get_current_message()
+            if message is None:
+                raise RuntimeError("CurrentMessage middleware is required by transactional actors")
+            deliver(pool_provider(), broker, _sub, Envelope.from_json(envelope_json), message)  # type: ignore[arg-type]
+
+        run.__name__ = sub.name
+        decorate = dramatiq.actor(
+            actor_name=sub.name, queue_name=sub.route.queue_name, broker=broker, **sub.actor_options
+        )
+        actors.append(decorate(run))
+    return actors
+
+
+def routes(subscribers: Sequence[Subscriber]) -> list[Route]:
+    names = [s.name for s in subscribers]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ValueError(f"subscriber names must be unique: {sorted(duplicates)}")
+    return [s.route for s in subscribers]

@@ -1,0 +1,180 @@
+"""The relay: every committed event reaches every subscriber once, in per-stream order."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+import pytest
+
+from outbox.envelope import MessageContext, NewMessage
+from outbox.log import ConcurrencyConflict, append
+from outbox.relay import Route, relay_batch, sync_routes
+
+ORDERS = Route("orders_policy", "orders_policy", frozenset({"shop.OrderPlaced", "shop.OrderPaid"}), True)
+AUDIT = Route("audit_trail", "audit_trail", frozenset({"shop.OrderPlaced"}), False)
+
+
+def _subscribe(url: str, *routes: Route) -> None:
+    with psycopg.connect(url) as conn:
+        sync_routes(conn, routes)
+
+
+def _append(conn: psycopg.Connection[Any], stream: str, type_: str = "shop.OrderPlaced") -> None:
+    append(conn, [NewMessage(type_, stream, {"stream": stream})], MessageContext.new("test"))
+
+
+def _relay_all(url: str, batch_size: int = 100) -> int:
+    total = 0
+    with psycopg.connect(url) as conn:
+        while True:
+            with conn.transaction():
+                done = relay_batch(conn, batch_size)
+            assert done is not None, "no other relay runs here, so this one must lead"
+            if done == 0:
+                return total
+            total += done
+
+
+def _queue(conn: psycopg.Connection[Any], queue: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT message, headers FROM pgmq.q_" + queue + " ORDER BY msg_id"  # noqa: S608 (fixed test names)
+    ).fetchall()
+    return [{"body": r[0], "headers": r[1]} for r in rows]
+
+
+class TestRelayingCommittedEvents:
+    def test_each_subscriber_gets_each_matching_event_as_a_dramatiq_message(self, database_url: str) -> None:
+        _subscribe(database_url, ORDERS, AUDIT)
+        stream = f"order-{uuid.uuid4()}"
+        with psycopg.connect(database_url) as conn:
+            _append(conn, stream, "shop.OrderPlaced")
+            _append(conn, stream, "shop.OrderPaid")
+            _append(conn, stream, "shop.Unrelated")
+        assert _relay_all(database_url) == 3
+        with psycopg.connect(database_url) as conn:
+            orders = _queue(conn, "orders_policy")
+            audit = _queue(conn, "audit_trail")
+            unrelayed = conn.execute("SELECT count(*) FROM outbox.event WHERE global_position IS NULL").fetchone()
+        assert [m["body"]["args"][0]["type"] for m in orders] == ["shop.OrderPlaced", "shop.OrderPaid"]
+        assert [m["body"]["actor_name"] for m in orders] == ["orders_policy"] * 2
+        assert all(m["headers"]["x-pgmq-group"] == stream for m in orders)
+        assert [m["body"]["args"][0]["type"] for m in audit] == ["shop.OrderPlaced"]
+        assert "x-pgmq-group" not in audit[0]["headers"], "unordered queues carry no FIFO group"
+        assert unrelayed == (0,)
+
+    def test_global_positions_are_gap_free_and_follow_position_order(self, database_url: str) -> None:
+        _subscribe(database_url, ORDERS)
+        with psycopg.connect(database_url) as conn:
+            for i in range(25):
+                _append(conn, f"order-{i % 4}")
+        _relay_all(database_url, batch_size=7)
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute("SELECT position, global_position FROM outbox.event ORDER BY position").fetchall()
+        assert [g for _, g in rows] == list(range(1, 26))
+
+
+class TestGapSafety:
+    def test_event_committing_after_a_later_numbered_one_is_still_relayed(self, database_url: str) -> None:
+        _subscribe(database_url, ORDERS)
+        early = psycopg.connect(database_url)
+        try:
+            _append(early, "order-early")  # takes the lower position, stays uncommitted
+            with psycopg.connect(database_url) as late:
+                _append(late, "order-late")  # higher position, commits first
+            assert _relay_all(database_url) == 1
+            early.commit()
+        finally:
+            early.close()
+        assert _relay_all(database_url) == 1
+        with psycopg.connect(database_url) as conn:
+            streams = [m["body"]["args"][0]["stream"] for m in _queue(conn, "orders_policy")]
+            positions = conn.execute(
+                "SELECT stream, position, global_position FROM outbox.event ORDER BY global_position"
+            ).fetchall()
+        assert streams == ["order-late", "order-early"]
+        assert positions[0][1] > positions[1][1], "the early event has the lower position"
+
+    def test_rolled_back_events_are_never_relayed(self, database_url: str) -> None:
+        _subscribe(database_url, ORDERS)
+        with psycopg.connect(database_url) as conn:
+            _append(conn, "order-doomed")
+            conn.rollback()
+        assert _relay_all(database_url) == 0
+
+
+class TestConcurrency:
+    def test_concurrent_writers_and_two_relays_deliver_each_event_once_in_stream_order(
+        self, database_url: str
+    ) -> None:
+        _subscribe(database_url, ORDERS)
+        streams = [f"order-{i}" for i in range(8)]
+        writers_done = threading.Event()
+        errors: list[BaseException] = []
+
+        def write(worker: int) -> None:
+            try:
+                with psycopg.connect(database_url) as conn:
+                    for i in range(60):
+                        stream = streams[(worker + i) % len(streams)]
+                        for _attempt in range(50):
+                            try:
+                                with conn.transaction():
+                                    _append(conn, stream)
+                                break
+                            except ConcurrencyConflict:  # another writer took this version
+                                continue
+            except BaseException as exc:
+                errors.append(exc)
+
+        def relay() -> None:
+            try:
+                with psycopg.connect(database_url) as conn:
+                    while True:
+                        with conn.transaction():
+                            done = relay_batch(conn, 17)
+                        if writers_done.is_set() and done == 0:
+                            return
+            except BaseException as exc:
+                errors.append(exc)
+
+        writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+        relays = [threading.Thread(target=relay) for _ in range(2)]
+        for t in writers + relays:
+            t.start()
+        for t in writers:
+            t.join()
+        writers_done.set()
+        for t in relays:
+            t.join(timeout=60)
+        assert not errors, errors
+        _relay_all(database_url)
+
+        with psycopg.connect(database_url) as conn:
+            messages = _queue(conn, "orders_policy")
+            total = conn.execute("SELECT count(*) FROM outbox.event").fetchone()
+        seen = [m["body"]["args"][0]["event_id"] for m in messages]
+        assert total == (240,)
+        assert len(seen) == 240 and len(set(seen)) == 240, "each event exactly once"
+        versions: dict[str, list[int]] = defaultdict(list)
+        for m in messages:
+            env = m["body"]["args"][0]
+            versions[env["stream"]].append(env["version"])
+        for stream, got in versions.items():
+            assert got == sorted(got), f"{stream} out of order: {got}"
+            assert got == list(range(1, len(got) + 1))
+
+
+class TestAtomicity:
+    def test_a_failed_send_leaves_no_position_assigned(self, database_url: str) -> None:
+        _subscribe(database_url, ORDERS)
+        with psycopg.connect(database_url) as conn:
+            _append(conn, "order-1")
+            conn.execute("SELECT pgmq.drop_queue('orders_policy')")
+            conn.commit()
+            with pytest.raises(psycopg.Error), conn.transaction():
+                relay_batch(conn, 10)
+            assert conn.execute("SELECT count(*) FROM outbox.event WHERE global_position IS NULL").fetchone() == (1,)
