@@ -26,7 +26,9 @@ class EmbeddedPostgres:
         data_dir = data_dir.resolve()
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
-        self._server: Any = pgserver.get_server(data_dir, cleanup_mode="stop" if stop_on_exit else None)
+        self._server: Any = pgserver.get_server(
+            data_dir, cleanup_mode="stop" if stop_on_exit else None
+        )
         # pgserver falls back to a short runtime folder when the data path is too long for a
         # Unix socket name; remember where it put the socket so restarts use the same place.
         info = self._server.get_postmaster_info()
@@ -37,7 +39,9 @@ class EmbeddedPostgres:
 
     def ensure_database(self, dbname: str) -> str:
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [dbname]
+            ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
         return self.url(dbname)
@@ -51,16 +55,25 @@ class EmbeddedPostgres:
                     "SELECT setting FROM pg_settings WHERE name = %s", [name]
                 ).fetchone()
                 if row is None or row[0] != value:
-                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(
-                        sql.Identifier(name), sql.Literal(value)))
+                    conn.execute(
+                        sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                            sql.Identifier(name), sql.Literal(value)
+                        )
+                    )
                     changed = True
         if changed:
             self.restart()
 
     def tune_for_tests(self) -> None:
         """Durability off: test data is thrown away, and fsync dominates small transactions."""
-        self._configure({"fsync": "off", "synchronous_commit": "off",
-                         "full_page_writes": "off", "max_connections": "300"})
+        self._configure(
+            {
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+                "max_connections": "300",
+            }
+        )
 
     def tune_for_run(self) -> None:
         self._configure({"max_connections": "200"})
@@ -72,7 +85,9 @@ class EmbeddedPostgres:
 
     def restart(self) -> None:
         """Restart the server in place (fault tests use this while workers run)."""
-        self._pg_ctl("-w", "-m", "fast", "restart", "-o", f"-k {self.socket_dir} -c listen_addresses=''")
+        self._pg_ctl(
+            "-w", "-m", "fast", "restart", "-o", f"-k {self.socket_dir} -c listen_addresses=''"
+        )
 
     def stop(self) -> None:
         """Stop the server unless another process still holds it (pgserver counts handles)."""
@@ -90,7 +105,9 @@ class EmbeddedPostgres:
         self._pg_ctl("-w", "start", "-o", f"-k {self.socket_dir} -c listen_addresses=''")
 
 
-def resolve_database_url(database_url: str | None, data_dir: Path, dbname: str) -> tuple[str, EmbeddedPostgres | None]:
+def resolve_database_url(
+    database_url: str | None, data_dir: Path, dbname: str
+) -> tuple[str, EmbeddedPostgres | None]:
     """DATABASE_URL when given; otherwise start (or reuse) the embedded server."""
     if database_url:
         return database_url, None

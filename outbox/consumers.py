@@ -51,18 +51,18 @@ class HandlerContext:
         conn: psycopg.Connection[Any],
         envelope: Envelope,
         broker: TransactionalBroker,
-        message_id: str,
+        message: Any,
     ) -> None:
         self.conn = conn
         self.envelope = envelope
         self._broker = broker
-        self._message_id = message_id
+        self._message = message
         self.emitted: list[Appended] = []
 
     @property
     def idempotency_key(self) -> str:
         """Stable across redeliveries of this message to this subscriber."""
-        return self._message_id
+        return str(self._message.message_id)
 
     def emit(self, *messages: NewMessage) -> list[Appended]:
         """Append events/commands caused by the message being handled (same transaction)."""
@@ -70,11 +70,16 @@ class HandlerContext:
         self.emitted.extend(appended)
         return appended
 
-    def schedule(
-        self, actor: dramatiq.Actor[Any, Any], *args: Any, delay_ms: int, group: str | None = None
-    ) -> int:
-        """Send a delayed message that commits or rolls back with this transaction (deadlines)."""
-        message = actor.message(*args)
+    def schedule_self(self, envelope: Envelope, *, delay_ms: int, group: str) -> int:
+        """Send ``envelope`` to this same subscriber after ``delay_ms``; the delayed message
+        commits or rolls back with this transaction (saga deadlines use it)."""
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=self._message.queue_name,
+            actor_name=self._message.actor_name,
+            args=(envelope.to_json(),),
+            kwargs={},
+            options={},
+        )
         return self._broker.send_in_transaction(self.conn, message, delay_ms=delay_ms, group=group)
 
 
@@ -117,7 +122,7 @@ def deliver(
     ):
         try:
             with pool.connection() as conn, conn.transaction():
-                ctx = HandlerContext(conn, envelope, broker, message.message_id)
+                ctx = HandlerContext(conn, envelope, broker, message)
                 subscriber.handler(ctx, envelope)
                 if not broker.ack_in_transaction(conn, message):
                     raise _Superseded

@@ -99,7 +99,9 @@ def relay_batch(conn: psycopg.Connection[Any], batch_size: int) -> int | None:
     envelopes = sorted((Envelope.from_row(r) for r in rows), key=lambda e: e.position)
     sends = build_sends(envelopes, load_routes(conn))
     for queue_name, (msgs, heads) in sends.items():
-        conn.execute(query("outbox.send_batch"), {"queue": queue_name, "messages": msgs, "headers": heads})
+        conn.execute(
+            query("outbox.send_batch"), {"queue": queue_name, "messages": msgs, "headers": heads}
+        )
     channels = [wire.notify_channel(q) for q in sends] + [PROJECTION_WAKEUP_CHANNEL]
     conn.execute(query("outbox.notify"), {"channels": channels})
     return len(rows)
@@ -165,7 +167,9 @@ class Relay:
         if listener is not None:
             listener.close()
 
-    def _wait(self, listener: psycopg.Connection[Any], stop: threading.Event, *, leader: bool) -> None:
+    def _wait(
+        self, listener: psycopg.Connection[Any], stop: threading.Event, *, leader: bool
+    ) -> None:
         # A follower polls slowly: it only needs to notice when the leader goes away.
         timeout = self._idle_poll if leader else max(self._idle_poll, 1.0)
         for _ in listener.notifies(timeout=timeout, stop_after=1):

@@ -43,7 +43,9 @@ def admin_url(embedded_server: EmbeddedPostgres | None) -> str:
 
 def _drop(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+        conn.execute(
+            pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+        )
 
 
 @pytest.fixture(scope="session")

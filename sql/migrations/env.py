@@ -14,7 +14,9 @@ def run_migrations_online() -> None:
     assert url, "sqlalchemy.url must be set by sql.migrate"
     engine = create_engine(url, poolclass=None)
     with engine.connect() as connection:
-        context.configure(connection=connection, transactional_ddl=True, transaction_per_migration=False)
+        context.configure(
+            connection=connection, transactional_ddl=True, transaction_per_migration=False
+        )
         with context.begin_transaction():
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             context.run_migrations()

@@ -32,7 +32,9 @@ class TestUpgradeFromEmpty:
             conn.execute("SELECT pgmq.send('migration_probe', '{\"a\": 1}'::jsonb)")
             assert conn.execute("SELECT count(*) FROM pgmq.q_migration_probe").fetchone() == (1,)
 
-    def test_downgrade_to_base_leaves_nothing_and_upgrades_again(self, empty_database_url: str) -> None:
+    def test_downgrade_to_base_leaves_nothing_and_upgrades_again(
+        self, empty_database_url: str
+    ) -> None:
         migrate.upgrade(empty_database_url)
         migrate.downgrade(empty_database_url, "base")
         assert _schemas(empty_database_url) == set()

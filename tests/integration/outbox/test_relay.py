@@ -14,7 +14,9 @@ from outbox.envelope import MessageContext, NewMessage
 from outbox.log import ConcurrencyConflict, append
 from outbox.relay import Route, relay_batch, sync_routes
 
-ORDERS = Route("orders_policy", "orders_policy", frozenset({"shop.OrderPlaced", "shop.OrderPaid"}), True)
+ORDERS = Route(
+    "orders_policy", "orders_policy", frozenset({"shop.OrderPlaced", "shop.OrderPaid"}), True
+)
 AUDIT = Route("audit_trail", "audit_trail", frozenset({"shop.OrderPlaced"}), False)
 
 
@@ -41,13 +43,15 @@ def _relay_all(url: str, batch_size: int = 100) -> int:
 
 def _queue(conn: psycopg.Connection[Any], queue: str) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT message, headers FROM pgmq.q_" + queue + " ORDER BY msg_id"  # noqa: S608 (fixed test names)
+        "SELECT message, headers FROM pgmq.q_" + queue + " ORDER BY msg_id"
     ).fetchall()
     return [{"body": r[0], "headers": r[1]} for r in rows]
 
 
 class TestRelayingCommittedEvents:
-    def test_each_subscriber_gets_each_matching_event_as_a_dramatiq_message(self, database_url: str) -> None:
+    def test_each_subscriber_gets_each_matching_event_as_a_dramatiq_message(
+        self, database_url: str
+    ) -> None:
         _subscribe(database_url, ORDERS, AUDIT)
         stream = f"order-{uuid.uuid4()}"
         with psycopg.connect(database_url) as conn:
@@ -58,27 +62,38 @@ class TestRelayingCommittedEvents:
         with psycopg.connect(database_url) as conn:
             orders = _queue(conn, "orders_policy")
             audit = _queue(conn, "audit_trail")
-            unrelayed = conn.execute("SELECT count(*) FROM outbox.event WHERE global_position IS NULL").fetchone()
-        assert [m["body"]["args"][0]["type"] for m in orders] == ["shop.OrderPlaced", "shop.OrderPaid"]
+            unrelayed = conn.execute(
+                "SELECT count(*) FROM outbox.event WHERE global_position IS NULL"
+            ).fetchone()
+        assert [m["body"]["args"][0]["type"] for m in orders] == [
+            "shop.OrderPlaced",
+            "shop.OrderPaid",
+        ]
         assert [m["body"]["actor_name"] for m in orders] == ["orders_policy"] * 2
         assert all(m["headers"]["x-pgmq-group"] == stream for m in orders)
         assert [m["body"]["args"][0]["type"] for m in audit] == ["shop.OrderPlaced"]
         assert "x-pgmq-group" not in audit[0]["headers"], "unordered queues carry no FIFO group"
         assert unrelayed == (0,)
 
-    def test_global_positions_are_gap_free_and_follow_position_order(self, database_url: str) -> None:
+    def test_global_positions_are_gap_free_and_follow_position_order(
+        self, database_url: str
+    ) -> None:
         _subscribe(database_url, ORDERS)
         with psycopg.connect(database_url) as conn:
             for i in range(25):
                 _append(conn, f"order-{i % 4}")
         _relay_all(database_url, batch_size=7)
         with psycopg.connect(database_url) as conn:
-            rows = conn.execute("SELECT position, global_position FROM outbox.event ORDER BY position").fetchall()
+            rows = conn.execute(
+                "SELECT position, global_position FROM outbox.event ORDER BY position"
+            ).fetchall()
         assert [g for _, g in rows] == list(range(1, 26))
 
 
 class TestGapSafety:
-    def test_event_committing_after_a_later_numbered_one_is_still_relayed(self, database_url: str) -> None:
+    def test_event_committing_after_a_later_numbered_one_is_still_relayed(
+        self, database_url: str
+    ) -> None:
         _subscribe(database_url, ORDERS)
         early = psycopg.connect(database_url)
         try:
@@ -177,4 +192,6 @@ class TestAtomicity:
             conn.commit()
             with pytest.raises(psycopg.Error), conn.transaction():
                 relay_batch(conn, 10)
-            assert conn.execute("SELECT count(*) FROM outbox.event WHERE global_position IS NULL").fetchone() == (1,)
+            assert conn.execute(
+                "SELECT count(*) FROM outbox.event WHERE global_position IS NULL"
+            ).fetchone() == (1,)

@@ -1,0 +1,225 @@
+"""Saga runtime: stores instances, sends their commands through the log, schedules deadlines
+as delayed pgmq messages, and compensates finished steps in reverse order.
+
+Each message is handled inside the consumer's transaction (``outbox.consumers``), so the
+instance update, the commands it issues, any deadline and the ack commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from domain.messages import Command
+from domain.saga import CannotProceed, Reaction, SagaDefinition, SagaView
+from outbox.consumers import HandlerContext, Subscriber
+from outbox.envelope import Envelope, NewMessage
+from sql import query
+
+log = logging.getLogger(__name__)
+
+DEADLINE_TYPE = "saga.DeadlineReached"
+TERMINAL = frozenset({"COMPLETED", "COMPENSATED"})
+
+
+def to_new_message(command: Command) -> NewMessage:
+    return NewMessage(command.TYPE, command.stream(), command.payload(), kind=command.KIND)
+
+
+def _stored_command(command: Command) -> dict[str, Any]:
+    return {"type": command.TYPE, "kind": command.KIND, "stream": command.stream(),
+            "payload": command.payload()}  # fmt: skip
+
+
+def _message_of(stored: Mapping[str, Any]) -> NewMessage:
+    return NewMessage(stored["type"], stored["stream"], stored["payload"], kind=stored["kind"])
+
+
+@dataclass
+class _Instance:
+    saga_id: uuid.UUID
+    status: str
+    step: str
+    data: dict[str, Any]
+    stack: list[dict[str, Any]]
+    version: int
+    correlation_id: uuid.UUID
+    parked_reason: str | None = None
+    deadline_at: datetime | None = None
+
+    def view(self) -> SagaView:
+        return SagaView(self.saga_id, self.status, self.step, dict(self.data))
+
+
+class SagaRunner:
+    """Applies one saga definition to the messages its subscriber receives."""
+
+    def __init__(self, definition: SagaDefinition) -> None:
+        self.definition = definition
+
+    def subscriber(self, *, queue_name: str | None = None, **actor_options: Any) -> Subscriber:
+        d = self.definition
+        return Subscriber(
+            name=f"saga_{d.saga_type}",
+            handles=d.starts_with | d.reacts_to | {DEADLINE_TYPE},
+            handler=self.handle,
+            queue_name=queue_name,
+            actor_options=actor_options,
+        )
+
+    def handle(self, ctx: HandlerContext, env: Envelope) -> None:
+        if env.type == DEADLINE_TYPE:
+            self._on_deadline(ctx, env)
+            return
+        saga_id = self.definition.saga_id_for(env.type, env.payload)
+        if saga_id is None:
+            return
+        inst = self._load(ctx, saga_id)
+        if inst is None:
+            if env.type not in self.definition.starts_with:
+                log.warning(
+                    "no %s saga %s for %s; ignored", self.definition.saga_type, saga_id, env.type
+                )
+                return
+            ctx.conn.execute(query("saga.insert"), {"saga_id": saga_id, "correlation_id": env.correlation_id,
+                                                    "saga_type": self.definition.saga_type})  # fmt: skip
+            inst = self._load(ctx, saga_id)
+            assert inst is not None
+            if inst.version == 0:
+                self._apply(
+                    ctx,
+                    inst,
+                    self._decide(
+                        inst, lambda: self.definition.start(saga_id, env.type, env.payload)
+                    ),
+                )
+                return
+        if inst.status == "PARKED":
+            log.warning(
+                "saga %s is parked (%s); %s not applied", saga_id, inst.parked_reason, env.type
+            )
+            return
+        if (
+            inst.status == "COMPENSATING"
+            and inst.stack
+            and inst.stack[-1].get("confirmed_by") == env.type
+        ):
+            inst.stack.pop()
+            self._continue_compensation(ctx, inst)
+            self._save(ctx, inst)
+            return
+        self._apply(
+            ctx,
+            inst,
+            self._decide(inst, lambda: self.definition.react(inst.view(), env.type, env.payload)),
+        )
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def _decide(self, inst: _Instance, decide: Any) -> Reaction:
+        try:
+            reaction: Reaction = decide()
+        except CannotProceed as exc:
+            return Reaction(outcome="park", reason=str(exc) or type(exc).__name__)
+        return reaction
+
+    def _apply(self, ctx: HandlerContext, inst: _Instance, r: Reaction) -> None:
+        if r == Reaction():
+            return
+        ctx.emit(*(to_new_message(c) for c in r.commands))
+        inst.data.update(r.data)
+        if r.step is not None:
+            inst.step = r.step
+        if r.finished_step is not None:
+            comp = r.compensation
+            inst.stack.append({
+                "step": r.finished_step,
+                "compensation": _stored_command(comp.command) if comp else None,
+                "confirmed_by": comp.confirmed_by if comp else None,
+            })  # fmt: skip
+        terminal_or_undoing = inst.status in TERMINAL or inst.status == "COMPENSATING"
+        if r.outcome == "park":
+            inst.status, inst.parked_reason = "PARKED", r.reason
+        elif r.outcome == "fail" and not terminal_or_undoing:
+            inst.status, inst.parked_reason = "COMPENSATING", None
+            inst.data["failure_reason"] = r.reason
+            self._continue_compensation(ctx, inst)
+        elif r.outcome == "complete" and not terminal_or_undoing:
+            inst.status = "COMPLETED"
+        inst.deadline_at = None
+        if r.deadline is not None and inst.status == "RUNNING":
+            inst.deadline_at = datetime.now(UTC) + timedelta(milliseconds=r.deadline.after_ms)
+            # The deadline names the version the instance will have once this is saved; any
+            # later change to the instance makes it stale.
+            self._schedule_deadline(
+                ctx, inst, r.deadline.name, r.deadline.after_ms, inst.version + 1
+            )
+        self._save(ctx, inst)
+
+    def _continue_compensation(self, ctx: HandlerContext, inst: _Instance) -> None:
+        """Issue the undo of the most recent finished step; skip steps with nothing to undo."""
+        while inst.stack:
+            top = inst.stack[-1]
+            if top["compensation"] is None:
+                inst.stack.pop()
+                continue
+            ctx.emit(_message_of(top["compensation"]))
+            if top["confirmed_by"] is None:
+                inst.stack.pop()
+                continue
+            top["compensation"] = None  # issued once; now waiting for confirmed_by
+            return
+        inst.status = "COMPENSATED"
+
+    # -- deadlines ------------------------------------------------------------------------
+
+    def _schedule_deadline(
+        self, ctx: HandlerContext, inst: _Instance, name: str, after_ms: int, version: int
+    ) -> None:
+        payload = {"saga_id": str(inst.saga_id), "name": name, "version": version}
+        env = Envelope(
+            position=0, global_position=None,
+            event_id=uuid.uuid5(inst.saga_id, f"{name}/{version}"), kind="event",
+            type=DEADLINE_TYPE, stream=f"saga-{inst.saga_id}", version=version, payload=payload,
+            correlation_id=inst.correlation_id, causation_id=ctx.envelope.event_id, actor=None,
+            occurred_at=datetime.now(UTC),
+        )  # fmt: skip
+        # A group of its own: a delayed head must not hold back other messages in a FIFO queue.
+        ctx.schedule_self(env, delay_ms=after_ms, group=f"deadline-{env.event_id}")
+
+    def _on_deadline(self, ctx: HandlerContext, env: Envelope) -> None:
+        inst = self._load(ctx, uuid.UUID(env.payload["saga_id"]))
+        if inst is None or inst.status != "RUNNING" or inst.version != env.payload["version"]:
+            return  # the saga moved on: the deadline is stale
+        name = str(env.payload["name"])
+        self._apply(
+            ctx, inst, self._decide(inst, lambda: self.definition.on_deadline(inst.view(), name))
+        )
+
+    # -- storage --------------------------------------------------------------------------
+
+    def _load(self, ctx: HandlerContext, saga_id: uuid.UUID) -> _Instance | None:
+        with ctx.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(query("saga.lock"), {"saga_id": saga_id}).fetchone()
+        if row is None:
+            return None
+        return _Instance(row["saga_id"], row["status"], row["step"], dict(row["state"]),
+                         list(row["completed_steps"]), row["version"], row["correlation_id"])  # fmt: skip
+
+    def _save(self, ctx: HandlerContext, inst: _Instance) -> None:
+        saved = ctx.conn.execute(query("saga.save"), {
+            "saga_id": inst.saga_id, "status": inst.status, "step": inst.step,
+            "state": Jsonb(inst.data), "completed_steps": Jsonb(inst.stack),
+            "parked_reason": inst.parked_reason, "deadline_at": inst.deadline_at,
+            "version": inst.version,
+        }).fetchone()  # fmt: skip
+        if saved is None:  # the row is locked FOR UPDATE, so this would be a bug
+            raise RuntimeError(f"saga {inst.saga_id} changed under its lock")
+        inst.version = saved[0]
