@@ -21,14 +21,12 @@ class EmbeddedPostgres:
     """Owns one pgserver instance; ``url(dbname)`` gives a libpq URL for a database in it."""
 
     def __init__(self, data_dir: Path, *, stop_on_exit: bool = True) -> None:
-        import pgserver
+        from pgserver.postgres_server import get_server
 
         data_dir = data_dir.resolve()
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
-        self._server: Any = pgserver.get_server(
-            data_dir, cleanup_mode="stop" if stop_on_exit else None
-        )
+        self._server: Any = get_server(data_dir, cleanup_mode="stop" if stop_on_exit else None)
         # pgserver falls back to a short runtime folder when the data path is too long for a
         # Unix socket name; remember where it put the socket so restarts use the same place.
         info = self._server.get_postmaster_info()
@@ -81,7 +79,8 @@ class EmbeddedPostgres:
     def _pg_ctl(self, *args: str) -> None:
         from pgserver import _commands
 
-        _commands.pg_ctl(list(args), pgdata=self.data_dir, user=self._server.system_user)
+        pg_ctl: Any = _commands.pg_ctl  # type: ignore[attr-defined]  # made at import time
+        pg_ctl(list(args), pgdata=self.data_dir, user=self._server.system_user)
 
     def restart(self) -> None:
         """Restart the server in place (fault tests use this while workers run)."""

@@ -96,5 +96,5 @@ def snapshot(conn: psycopg.Connection[Any]) -> str:
     lines: list[str] = []
     for title, stmt in _SECTIONS:
         lines.append(f"## {title}")
-        lines.extend(str(row[0]) for row in conn.execute(stmt).fetchall())  # type: ignore[arg-type]
+        lines.extend(str(row[0]) for row in conn.execute(stmt).fetchall())
     return "\n".join(lines) + "\n"

@@ -25,13 +25,13 @@ def wait_until(
 
 
 async def wait_until_async(
-    predicate: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02
+    predicate: Callable[[], Awaitable[T]], *, within: float = 10.0, interval: float = 0.02
 ) -> T:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+            raise AssertionError(f"condition not met within {within}s: {predicate}")
         await asyncio.sleep(interval)
