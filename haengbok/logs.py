@@ -44,7 +44,10 @@ def configure_logging(
         renderer = structlog.processors.JSONRenderer()
         exception_formatter: list[Processor] = [structlog.processors.format_exc_info]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks: the rich formatter prints local variables, secrets included.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
         # The console renderer prints tracebacks itself.
         exception_formatter = []
 

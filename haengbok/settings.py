@@ -33,6 +33,8 @@ class Settings:
     jwt_audience: str = "haengbok-api"
     worker_processes: int = 1
     worker_threads: int = 8
+    # How long an idle Dramatiq consumer waits before checking for shutdown (ms).
+    worker_idle_timeout_ms: int = 250
     relay_batch_size: int = 500
     relay_idle_poll_seconds: float = 0.5
     # Seconds a read pgmq message stays invisible; must exceed the actor time limit.

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from outbox.envelope import Appended, Envelope, MessageContext, NewMessage
 from outbox.log import append
 from outbox.relay import Route
+from sql import query
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +121,22 @@ def deliver(
         subscriber=subscriber.name,
         message_type=envelope.type,
     ):
-        try:
-            with pool.connection() as conn, conn.transaction():
-                ctx = HandlerContext(conn, envelope, broker, message)
-                subscriber.handler(ctx, envelope)
-                if not broker.ack_in_transaction(conn, message):
-                    raise _Superseded
-        except _Superseded:
-            log.info("delivery superseded by another one that committed first; rolled back")
-            return False
+        with pool.connection() as conn:
+            try:
+                with conn.transaction():
+                    ctx = HandlerContext(conn, envelope, broker, message)
+                    subscriber.handler(ctx, envelope)
+                    if not broker.ack_in_transaction(conn, message):
+                        raise _Superseded
+            except _Superseded:
+                log.info("delivery superseded by another one that committed first; rolled back")
+                return False
+            if ctx.emitted:
+                # After the commit, not inside it: NOTIFY in a committing transaction takes a
+                # cluster-wide lock that serialises commits. The relay also polls, so a lost
+                # wake-up only costs latency.
+                with conn.transaction():
+                    conn.execute(query("outbox.notify_relay"))
         return True
 
 

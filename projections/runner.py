@@ -1,0 +1,132 @@
+"""A long-running loop that keeps a set of projections caught up (one thread, two connections)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from projections.projector import Projector, check_projector
+from projections.runtime import DEFAULT_BATCH_SIZE, WAKEUP_CHANNEL, register, run_once
+
+log = logging.getLogger(__name__)
+
+# How long ``run`` may take to notice its stop event while waiting for work.
+_STOP_CHECK = 0.5
+
+ConnectionFactory = Callable[[], psycopg.Connection[Any]]
+
+
+class ProjectionRunner:
+    """Runs every projector's batches round-robin; sleeps on LISTEN when all are caught up.
+
+    The relay NOTIFYs ``haengbok_projection_wakeup`` after assigning global positions, but a
+    notification is only a hint: it is lost if the listening connection dies, so the runner
+    also polls every ``poll_interval`` seconds and survives losing either connection.
+    Several runners (threads or processes) may run the same projectors; the per-projection
+    advisory lock makes all but one skip each batch.
+    """
+
+    def __init__(
+        self,
+        connect: ConnectionFactory,
+        projectors: Sequence[Projector],
+        *,
+        poll_interval: float = 0.5,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        for projector in projectors:
+            check_projector(projector)
+        self._connect = connect
+        self._projectors = tuple(projectors)
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._work: psycopg.Connection[Any] | None = None
+        self._listen: psycopg.Connection[Any] | None = None
+        self._retry_at: dict[str, float] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        """Keep the projections caught up until ``stop`` is set (checked at least every poll)."""
+        try:
+            while not stop.is_set():
+                try:
+                    busy = self.catch_up_round()
+                except psycopg.Error:
+                    log.warning(
+                        "projection runner lost its connection; reconnecting", exc_info=True
+                    )
+                    self._close()
+                    stop.wait(self._poll_interval)
+                    continue
+                if not busy:
+                    self._wait_for_work(stop)
+        finally:
+            self._close()
+
+    def catch_up_round(self) -> bool:
+        """One batch per projector; true if any checkpoint moved (so more may be waiting)."""
+        conn = self._work_connection()
+        busy = False
+        for projector in self._projectors:
+            if self._retry_at.get(projector.name, 0.0) > time.monotonic():
+                continue
+            try:
+                busy |= run_once(conn, projector, batch_size=self._batch_size) > 0
+            except Exception:
+                if conn.broken or conn.closed:
+                    raise
+                # A failing projector stays where it is (its lag shows it) and is retried after
+                # a poll interval, not on every round the others keep busy.
+                log.exception("projection %s failed to apply a batch", projector.name)
+                self._retry_at[projector.name] = time.monotonic() + self._poll_interval
+        return busy
+
+    def _work_connection(self) -> psycopg.Connection[Any]:
+        if self._work is None or self._work.closed:
+            self._work = self._connect()
+            with self._work.transaction():
+                for projector in self._projectors:
+                    register(self._work, projector)
+        return self._work
+
+    def _wait_for_work(self, stop: threading.Event) -> None:
+        # Waits in short slices so that setting ``stop`` is noticed even with a long poll.
+        deadline = time.monotonic() + self._poll_interval
+        try:
+            listen = self._listen_connection()
+            while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                woken = list(listen.notifies(timeout=min(remaining, _STOP_CHECK), stop_after=1))
+                if woken:
+                    return
+        except psycopg.OperationalError:
+            log.warning("projection wake-up listener lost; polling until it reconnects")
+            self._close_listener()
+            stop.wait(max(0.0, deadline - time.monotonic()))
+
+    def _listen_connection(self) -> psycopg.Connection[Any]:
+        if self._listen is None or self._listen.closed:
+            listen = self._connect()
+            try:
+                listen.autocommit = True
+                listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(WAKEUP_CHANNEL)))
+            except BaseException:
+                listen.close()
+                raise
+            self._listen = listen
+        return self._listen
+
+    def _close_listener(self) -> None:
+        if self._listen is not None:
+            self._listen.close()
+            self._listen = None
+
+    def _close(self) -> None:
+        self._close_listener()
+        if self._work is not None:
+            self._work.close()
+            self._work = None

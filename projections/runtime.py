@@ -1,0 +1,135 @@
+"""Catching a projection up with the event log, one transaction per batch.
+
+The read-model rows and the checkpoint commit together, so a crash at any point leaves the
+projection exactly at its last committed batch: nothing lost, nothing applied twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool
+
+from outbox.envelope import Envelope
+from projections.projector import Projector, check_projector
+from sql import query
+
+WAKEUP_CHANNEL = "haengbok_projection_wakeup"
+DEFAULT_BATCH_SIZE = 500
+# How far past the checkpoint one transaction may scan for handled types: keeps transactions
+# short when a projection skips long stretches of events it does not handle.
+SCAN_WINDOW_BATCHES = 20
+
+
+class BatchResult(NamedTuple):
+    """Where a batch left off, and the log head it was read against."""
+
+    position: int
+    head: int
+
+
+class ProjectionLag(NamedTuple):
+    name: str
+    checkpoint: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+
+
+def project_batch(
+    conn: psycopg.Connection[Any],
+    projector: Projector,
+    table: sql.Identifier,
+    after: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> BatchResult:
+    """Apply the next handled events after global position ``after`` to ``table``.
+
+    Runs in the caller's transaction and leaves the checkpoint to the caller. The returned
+    position passes over unhandled events too, so the checkpoint moves even when nothing applies.
+    """
+    head = int(_scalar(conn, "projection.head", None))
+    upto = min(head, after + batch_size * SCAN_WINDOW_BATCHES)
+    if upto <= after:
+        return BatchResult(after, head)
+    params = {
+        "after": after,
+        "upto": upto,
+        "types": sorted(projector.message_types),
+        "limit": batch_size,
+    }
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query("projection.batch"), params).fetchall()
+    if rows:
+        projector.apply(conn, [Envelope.from_row(row) for row in rows], table)
+    # A full batch may have stopped short of upto; otherwise everything up to upto is done.
+    position = int(rows[-1]["global_position"]) if len(rows) == batch_size else upto
+    return BatchResult(position, head)
+
+
+def run_once(
+    pool_or_conn: ConnectionPool[Any] | psycopg.Connection[Any],
+    projector: Projector,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> int:
+    """Project one batch into the live table and commit it with the checkpoint.
+
+    Returns how many log positions the checkpoint advanced (0 when caught up, or when another
+    process holds this projection). A failing ``apply`` rolls back rows and checkpoint alike
+    and propagates. A connection passed in must not be inside a transaction: this commits.
+    """
+    check_projector(projector)
+    if isinstance(pool_or_conn, ConnectionPool):
+        with pool_or_conn.connection() as conn:
+            return _run_once(conn, projector, batch_size)
+    return _run_once(pool_or_conn, projector, batch_size)
+
+
+def _run_once(conn: psycopg.Connection[Any], projector: Projector, batch_size: int) -> int:
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise ValueError("run_once commits its batch: pass a connection outside a transaction")
+    name = {"name": projector.name}
+    with conn.transaction():
+        if not _scalar(conn, "projection.try_lock", name):
+            return 0
+        checkpoint = int(_scalar(conn, "projection.checkpoint", name, default=0))
+        position, _ = project_batch(
+            conn, projector, projector.table.identifier, checkpoint, batch_size
+        )
+        if position == checkpoint:
+            return 0
+        save_checkpoint(conn, projector.name, position)
+        return position - checkpoint
+
+
+def save_checkpoint(conn: psycopg.Connection[Any], name: str, position: int) -> None:
+    """Store the checkpoint and tell read-your-writes waiters, both on commit only."""
+    params = {"name": name, "position": position}
+    conn.execute(query("projection.save_checkpoint"), params)
+    conn.execute(query("projection.notify_progress"), params)
+
+
+def register(conn: psycopg.Connection[Any], projector: Projector) -> None:
+    """Give a projection its checkpoint row now, so lag reports it before its first batch."""
+    check_projector(projector)
+    conn.execute(query("projection.register"), {"name": projector.name})
+
+
+def projection_lag(conn: psycopg.Connection[Any]) -> list[ProjectionLag]:
+    """How far each registered projection trails the head of the relayed log."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(query("projection.lag")).fetchall()
+    return [ProjectionLag(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+
+def _scalar(
+    conn: psycopg.Connection[Any], name: str, params: dict[str, Any] | None, default: Any = None
+) -> Any:
+    # An explicit row factory: pooled connections may be configured with dict rows.
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(query(name), params).fetchone()
+    return default if row is None else row[0]

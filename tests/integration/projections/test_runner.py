@@ -1,0 +1,91 @@
+"""The runner loop: woken by the relay, polling when not, surviving lost connections."""
+
+from __future__ import annotations
+
+import psycopg
+
+from projections.runtime import WAKEUP_CHANNEL
+from tests.integration.projections.support import (
+    append_events,
+    checkpoint,
+    create_live_table,
+    head,
+    listening,
+    relay_positions,
+    rows,
+    running,
+)
+from tests.integration.projections.timeline import (
+    ITEM_ADDED,
+    OPENED,
+    CartTimeline,
+    PoisonedCartTimeline,
+)
+from tests.waiting import wait_until
+
+
+def _caught_up(url: str, name: str) -> bool:
+    return checkpoint(url, name) == head(url)
+
+
+class TestWakingUp:
+    def test_the_relays_notification_wakes_an_idle_runner(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        with running(database_url, [timeline], poll_interval=30):
+            wait_until(lambda: listening(database_url, WAKEUP_CHANNEL) == 1)
+            append_events(database_url, "cart-1", OPENED, ITEM_ADDED)
+            relay_positions(database_url)
+            # Far sooner than the 30 s poll: only the NOTIFY can have woken it.
+            wait_until(lambda: checkpoint(database_url, timeline.name) == 2, timeout=5)
+
+    def test_polling_catches_up_without_a_notification(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        with running(database_url, [timeline], poll_interval=0.1):
+            wait_until(lambda: listening(database_url, WAKEUP_CHANNEL) == 1)
+            append_events(database_url, "cart-1", OPENED)
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                # Positions assigned, but no wake-up sent.
+                conn.execute("SELECT pg_advisory_xact_lock(7424651002)")
+                conn.execute("UPDATE outbox.event SET global_position = position")
+            wait_until(lambda: _caught_up(database_url, timeline.name), timeout=5)
+
+
+class TestSurvivingFailures:
+    def test_keeps_projecting_after_its_connections_are_killed(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        with running(database_url, [timeline], poll_interval=0.2) as thread:
+            append_events(database_url, "cart-1", OPENED)
+            relay_positions(database_url)
+            wait_until(lambda: _caught_up(database_url, timeline.name))
+            wait_until(lambda: listening(database_url, WAKEUP_CHANNEL) == 1)
+
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            append_events(database_url, "cart-1", ITEM_ADDED, ITEM_ADDED)
+            relay_positions(database_url)
+
+            wait_until(lambda: checkpoint(database_url, timeline.name) == 3)
+            assert thread.is_alive()
+        assert rows(database_url, timeline.table)[0][2] == 2
+
+    def test_a_failing_projector_does_not_hold_up_the_others(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        poisoned = PoisonedCartTimeline()
+        create_live_table(database_url, poisoned)
+        append_events(database_url, "cart-ok", OPENED)
+        relay_positions(database_url)
+        append_events(database_url, "cart-bad", OPENED, payload={"poison": True})
+        append_events(database_url, "cart-ok", ITEM_ADDED)
+        relay_positions(database_url)
+
+        with running(database_url, [poisoned, timeline], poll_interval=0.1):
+            wait_until(lambda: _caught_up(database_url, timeline.name))
+        # Its one batch held the poisoned event: it stays put, visible in its lag.
+        assert checkpoint(database_url, poisoned.name) == 0

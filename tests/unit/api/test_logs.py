@@ -1,0 +1,50 @@
+"""Logging configuration: JSON lines that carry the ids bound for the request."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from haengbok.logs import configure_logging, reset_logging
+from haengbok.settings import Settings
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    yield
+    reset_logging()
+    root.setLevel(level)
+
+
+class TestJsonLogs:
+    def test_structlog_and_stdlib_lines_carry_the_bound_correlation_id(
+        self, restore_logging: None
+    ) -> None:
+        stream = io.StringIO()
+        configure_logging(Settings(log_json=True), stream=stream)
+
+        with structlog.contextvars.bound_contextvars(correlation_id="c-1"):
+            structlog.get_logger("api.test").info("hello", answer=42)
+            logging.getLogger("uvicorn.test").warning("from %s", "stdlib")
+
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [(line["event"], line["correlation_id"]) for line in lines] == [
+            ("hello", "c-1"),
+            ("from stdlib", "c-1"),
+        ]
+        assert lines[0]["answer"] == 42
+        assert lines[0]["level"] == "info"
+
+    def test_configuring_twice_does_not_duplicate_lines(self, restore_logging: None) -> None:
+        stream = io.StringIO()
+        configure_logging(Settings(log_json=True), stream=stream)
+        configure_logging(Settings(log_json=True), stream=stream)
+        structlog.get_logger().info("once")
+        assert len(stream.getvalue().splitlines()) == 1
