@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
@@ -84,9 +85,8 @@ def up(workers: int) -> None:
     env = {"DATABASE_URL": url}
     children = [ChildSpec("api", [*exe, "api"], env)]
     children += [ChildSpec(f"worker-{i + 1}", [*exe, "worker"], env) for i in range(workers)]
-    sup = Supervisor(children)
-    signal.signal(signal.SIGINT, lambda *_: sup.stop())
-    signal.signal(signal.SIGTERM, lambda *_: sup.stop())
+    sup = Supervisor(children, grace_seconds=settings.shutdown_grace_seconds + 5)
+    _stop_on_signals(sup.stop)
     base = f"http://{settings.api_host}:{settings.api_port}"
     where = "embedded PostgreSQL in " + str(settings.data_dir) if server else "DATABASE_URL"
     click.echo(
@@ -103,6 +103,116 @@ def up(workers: int) -> None:
     if server is not None:
         server.stop()
     click.echo("stopped")
+
+
+def _stop_on_signals(stop: Any) -> None:
+    signal.signal(signal.SIGINT, lambda *_: stop())
+    signal.signal(signal.SIGTERM, lambda *_: stop())
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default HAENGBOK_API_HOST).")
+@click.option("--port", default=None, type=int, help="Port (default HAENGBOK_API_PORT).")
+@click.option("--processes", default=1, show_default=True, help="uvicorn worker processes.")
+def api(host: str | None, port: int | None, processes: int) -> None:
+    """Serve the REST API (uvicorn). On SIGTERM readiness fails first, then it drains."""
+    import dataclasses
+
+    import uvicorn
+
+    from haengbok.bootstrap import build_api
+    from haengbok.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    url, _server = _database(settings)
+    os.environ["DATABASE_URL"] = url
+    settings = dataclasses.replace(settings, database_url=url)
+    host, port = host or settings.api_host, port or settings.api_port
+    if processes > 1:
+        uvicorn.run(
+            "haengbok.bootstrap:asgi_app", factory=True, host=host, port=port,
+            workers=processes, log_level="warning", access_log=False,
+        )  # fmt: skip
+        return
+    from api.server import DrainingServer
+
+    app = build_api(settings)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False,
+        # After the drain, in-flight requests get this long: Kubernetes kills at 30 s.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )  # fmt: skip
+    DrainingServer(config, app, drain_seconds=settings.drain_seconds).run()
+
+
+@main.command()
+@click.option("--threads", default=None, type=int, help="Worker threads (HAENGBOK_WORKER_THREADS).")
+def worker(threads: int | None) -> None:
+    """Run Dramatiq worker threads on pgmq, the relay and the projections until SIGTERM."""
+    import dataclasses
+    import threading
+
+    from haengbok import bootstrap
+    from haengbok.logs import configure_logging
+    from haengbok.worker import WorkerProcess
+
+    settings = Settings.from_env()
+    if threads:
+        settings = dataclasses.replace(settings, worker_threads=threads)
+    configure_logging(settings)
+    url, _server = _database(settings)
+    proc = WorkerProcess(
+        settings, url, subscribers=bootstrap.subscribers(), projectors=bootstrap.projectors()
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop.set)
+    proc.start()
+    click.echo(f"worker running (pid {os.getpid()}); SIGTERM or Ctrl-C to stop", err=True)
+    stop.wait()
+    proc.stop(timeout_seconds=settings.shutdown_grace_seconds)
+
+
+@main.command()
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    help="customer, restaurant_owner, cinema_admin, analyst or ops (repeatable).",
+)
+@click.option("--subject", default="dev-user", show_default=True, help="Who the token is for.")
+@click.option("--ttl", default=3600 * 8, show_default=True, help="Seconds until it expires.")
+def token(roles: tuple[str, ...], subject: str, ttl: int) -> None:
+    """Print a development JWT (signed with HAENGBOK_JWT_SECRET)."""
+    from api.auth import Role, mint_token
+
+    known = [r.value for r in Role]
+    unknown = [r for r in roles if r not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown role {unknown[0]!r}; choose from {', '.join(known)}", param_hint="'--role'"
+        )
+    try:
+        click.echo(mint_token(Settings.from_env(), subject, list(roles), ttl_seconds=ttl))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@main.command()
+def status() -> None:
+    """Queues, relay lag, parked messages, projections and sagas, from the database."""
+    import psycopg
+
+    from haengbok.status import render_status
+
+    url, _server = _database(Settings.from_env())
+    try:
+        with psycopg.connect(url, connect_timeout=5, application_name="haengbok-status") as conn:
+            render_status(conn)
+    except psycopg.Error as exc:
+        # Unreachable, or not migrated: an operator wants the reason in a line, not a traceback.
+        raise click.ClickException(f"cannot read the status from the database: {exc}") from exc
 
 
 if __name__ == "__main__":

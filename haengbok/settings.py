@@ -49,6 +49,8 @@ class Settings:
     pool_max_size: int = 10
     log_json: bool = False
     drain_seconds: float = 0.0
+    # Kubernetes kills a pod 30 s after SIGTERM; finish in-flight messages well before that.
+    shutdown_grace_seconds: float = 20.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,4 +71,5 @@ class Settings:
             pool_max_size=_int("HAENGBOK_POOL_MAX_SIZE", 10),
             log_json=env.get("HAENGBOK_LOG_JSON", "") in ("1", "true", "yes"),
             drain_seconds=_float("HAENGBOK_DRAIN_SECONDS", 0.0),
+            shutdown_grace_seconds=_float("HAENGBOK_SHUTDOWN_GRACE_SECONDS", 20.0),
         )

@@ -40,3 +40,35 @@ SELECT queue_name, count(*) AS parked
 FROM ops.parked_message
 GROUP BY queue_name
 ORDER BY queue_name
+
+-- name: queues
+-- The ops API's queue list: a queue that was dropped while messages of it are still parked is
+-- listed too (with no depth), so those dead letters stay visible.
+SELECT coalesce(m.queue_name, p.queue_name) AS queue_name,
+       coalesce(m.queue_length, 0) AS depth,
+       coalesce(m.queue_visible_length, 0) AS visible,
+       m.oldest_msg_age_sec AS oldest_age_seconds,
+       coalesce(p.parked, 0) AS parked,
+       m.queue_name IS NOT NULL AS queue_exists
+FROM pgmq.metrics_all() m
+FULL JOIN (SELECT queue_name, count(*) AS parked
+           FROM ops.parked_message
+           GROUP BY queue_name) p ON p.queue_name = m.queue_name
+ORDER BY 1
+
+-- name: saga
+SELECT saga_id, saga_type, status, step, state, completed_steps, version, correlation_id,
+       parked_reason, deadline_at, started_at, updated_at
+FROM saga.instance
+WHERE saga_id = %(saga_id)s
+
+-- name: saga_messages
+-- Everything the saga's flow wrote to the log shares its correlation id; log order is insert
+-- order (position), which is what an operator follows. Bounded, so a runaway saga cannot make
+-- one response huge.
+SELECT position, global_position, event_id, kind, type, stream, version, payload,
+       causation_id, actor, occurred_at
+FROM outbox.event
+WHERE correlation_id = %(correlation_id)s
+ORDER BY position
+LIMIT %(limit)s

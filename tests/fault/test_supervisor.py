@@ -24,8 +24,9 @@ class TestSupervisor:
         thread = threading.Thread(target=sup.run, kwargs={"poll_seconds": 0.02})
         thread.start()
         try:
-            first = wait_until(lambda: sup.pids()["a"], message="child a started")
-            other = sup.pids()["b"]
+            wait_until(lambda: all(sup.pids().values()), message="both children started")
+            first, other = sup.pids()["a"], sup.pids()["b"]
+            assert first is not None
             os.kill(first, signal.SIGKILL)
             wait_until(lambda: sup.pids()["a"] not in (None, first), message="child a restarted")
             assert sup.restarts()["a"] == 1

@@ -115,3 +115,33 @@ CREATE TABLE ops.parked_message (
     parked_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX parked_message_queue_group_idx ON ops.parked_message (queue_name, group_key);
+
+-- Broker (outbox/broker.py): helpers over pgmq's per-queue tables, which only dynamic SQL can
+-- name; the queue name is quoted by pgmq.format_table_name and format('%I') like pgmq does.
+-- When the next message of a queue becomes visible (delayed, backing off or in flight): an idle
+-- consumer sleeps until then rather than polling blindly.
+CREATE FUNCTION outbox.pgmq_next_visible_at(queue_name text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    result timestamptz;
+BEGIN
+    EXECUTE format('SELECT min(vt) FROM pgmq.%I WHERE vt > now()',
+                   pgmq.format_table_name(queue_name, 'q'))
+    INTO result;
+    RETURN result;
+END;
+$$;
+
+-- Put a parked message back under its original msg_id (read_ct reset), so it sits ahead of any
+-- later message of its FIFO group that is still queued; pgmq.send would append it behind them.
+CREATE FUNCTION outbox.pgmq_restore(queue_name text, msg_id bigint, enqueued_at timestamptz,
+                                    message jsonb, headers jsonb) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('INSERT INTO pgmq.%I (msg_id, read_ct, enqueued_at, vt, message, headers) '
+                   'OVERRIDING SYSTEM VALUE VALUES ($1, 0, $2, clock_timestamp(), $3, $4)',
+                   pgmq.format_table_name(queue_name, 'q'))
+    USING msg_id, coalesce(enqueued_at, clock_timestamp()), message, headers;
+    RETURN msg_id;
+END;
+$$;

@@ -1,0 +1,259 @@
+"""The ops API: what an operator looks at and the few things they may do (role ``ops``).
+
+Reads run on the app's async pool. Dead letters are handled by ``outbox.parking``, which is
+synchronous: those routes run it in a worker thread on a short-lived connection of their own,
+so there is exactly one implementation of listing, re-queueing and discarding parked messages.
+These routes are rare and operator-driven, so a connection per call costs nothing that matters.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio.to_thread
+import msgspec
+import psycopg
+from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+from psycopg.rows import dict_row, tuple_row
+
+from api.auth import Role, requires_roles
+from api.openapi import problem_responses
+from api.ops_queries import read_ops_snapshot
+from api.ops_schemas import (
+    DeadLetter,
+    Overview,
+    ProjectionView,
+    QueueView,
+    Requeued,
+    SagaDetail,
+    SagaStatus,
+    SagaSummary,
+)
+from api.problems import problem
+from haengbok.settings import Settings
+from outbox import wire
+from outbox.parking import ParkedMessage, discard_parked, list_parked, requeue_parked
+from sql import query
+
+T = TypeVar("T")
+AsyncConn = NamedDependency[psycopg.AsyncConnection[Any]]
+#: A saga's page lists at most this many of its log entries.
+SAGA_MESSAGES_LIMIT = 500
+_CONNECT_TIMEOUT_SECONDS = 5
+
+
+async def _rows(
+    conn: psycopg.AsyncConnection[Any], name: str, **params: Any
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params or None)
+        return await cur.fetchall()
+
+
+async def _in_thread(settings: Settings, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    """Run ``work`` in one transaction on a fresh sync connection, off the event loop."""
+    url = str(settings.database_url)
+
+    def run() -> T:
+        with (
+            psycopg.connect(
+                url, application_name="haengbok-ops", connect_timeout=_CONNECT_TIMEOUT_SECONDS
+            ) as conn,
+            conn.transaction(),
+        ):
+            return work(conn)
+
+    return await anyio.to_thread.run_sync(run)
+
+
+def _dead_letter(parked: ParkedMessage) -> DeadLetter:
+    message = parked.message if isinstance(parked.message, dict) else {}
+    args = message.get("args")
+    first = args[0] if isinstance(args, list) and args else None
+    message_type = first.get("type") if isinstance(first, dict) else None
+    actor = message.get("actor_name")
+    correlation = (parked.headers or {}).get(wire.CORRELATION_HEADER)
+    return DeadLetter(
+        id=parked.id,
+        queue_name=parked.queue_name,
+        group_key=parked.group_key,
+        msg_id=parked.msg_id,
+        read_ct=parked.read_ct,
+        error=parked.error,
+        enqueued_at=parked.enqueued_at,
+        parked_at=parked.parked_at,
+        actor=actor if isinstance(actor, str) else None,
+        message_type=message_type if isinstance(message_type, str) else None,
+        correlation_id=None if correlation is None else str(correlation),
+    )
+
+
+def _requeue(parked_id: int) -> Callable[[psycopg.Connection[Any]], Requeued | None]:
+    def work(conn: psycopg.Connection[Any]) -> Requeued | None:
+        # Where it goes, read in the same transaction as the re-queue itself.
+        with conn.cursor(row_factory=tuple_row) as cur:
+            target = cur.execute(query("broker.parked_target"), {"id": parked_id}).fetchone()
+        if target is None:
+            return None
+        msg_ids = requeue_parked(conn, parked_id)
+        if not msg_ids:  # re-queued or discarded by someone else since the read above
+            return None
+        return Requeued(id=parked_id, queue_name=target[0], group_key=target[1], msg_ids=msg_ids)
+
+    return work
+
+
+def _dead_letter_not_found(parked_id: int) -> Exception:
+    return problem(404, "dead-letter-not-found", detail=f"No parked message with id {parked_id}.")
+
+
+class OpsController(Controller):
+    """Queues, sagas, projections and dead letters, for operators only."""
+
+    path = "/ops"
+    tags = ["ops"]
+    guards = [requires_roles(Role.OPS)]
+
+    @get(
+        "/overview",
+        operation_id="getOpsOverview",
+        summary="Platform snapshot",
+        responses=problem_responses(401, 403, 503),
+    )
+    async def overview(self, db_conn: AsyncConn) -> Overview:
+        """Queues, relay lag, log head, projections, saga counts and parked counts at once
+        (the same numbers ``/metrics`` exports)."""
+        snapshot = await read_ops_snapshot(db_conn)
+        return msgspec.convert(snapshot, Overview, from_attributes=True)
+
+    @get(
+        "/queues",
+        operation_id="listOpsQueues",
+        summary="pgmq queues",
+        responses=problem_responses(401, 403, 503),
+    )
+    async def queues(self, db_conn: AsyncConn) -> list[QueueView]:
+        """Each queue's depth, visible messages, oldest message age and parked messages."""
+        rows = await _rows(db_conn, "ops.queues")
+        return [
+            QueueView(
+                queue_name=r["queue_name"],
+                depth=int(r["depth"]),
+                visible=int(r["visible"]),
+                oldest_age_seconds=r["oldest_age_seconds"],
+                parked=int(r["parked"]),
+                exists=r["queue_exists"],
+            )
+            for r in rows
+        ]
+
+    @get(
+        "/sagas",
+        operation_id="listOpsSagas",
+        summary="Saga instances",
+        responses=problem_responses(400, 401, 403, 503),
+    )
+    async def sagas(
+        self,
+        db_conn: AsyncConn,
+        saga_status: Annotated[
+            SagaStatus | None, QueryParameter(name="status", description="Only this status")
+        ] = None,
+        saga_type: Annotated[str | None, QueryParameter(description="Only this saga type")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="At most this many")] = 50,
+    ) -> list[SagaSummary]:
+        """Saga instances, most recently changed first, by status and/or type."""
+        params = {"status": saga_status, "saga_type": saga_type, "limit": limit}
+        rows = await _rows(db_conn, "saga.list", **params)
+        return [msgspec.convert(r, SagaSummary, strict=False) for r in rows]
+
+    @get(
+        "/sagas/{saga_id:uuid}",
+        operation_id="getOpsSaga",
+        summary="One saga and its messages",
+        responses=problem_responses(401, 403, 404, 503),
+    )
+    async def saga(self, db_conn: AsyncConn, saga_id: FromPath[uuid.UUID]) -> SagaDetail:
+        """A saga's state and the log entries of its flow (same correlation id), in log order."""
+        async with db_conn.transaction():  # one snapshot: the saga and its messages agree
+            found = await _rows(db_conn, "ops.saga", saga_id=saga_id)
+            if not found:
+                raise problem(404, "saga-not-found", detail=f"No saga with id {saga_id}.")
+            messages = await _rows(
+                db_conn,
+                "ops.saga_messages",
+                correlation_id=found[0]["correlation_id"],
+                limit=SAGA_MESSAGES_LIMIT,
+            )
+        return msgspec.convert({**found[0], "messages": messages}, SagaDetail, strict=False)
+
+    @get(
+        "/projections",
+        operation_id="listOpsProjections",
+        summary="Projection lag",
+        responses=problem_responses(401, 403, 503),
+    )
+    async def projections(self, db_conn: AsyncConn) -> list[ProjectionView]:
+        """Each projection's checkpoint, the log head, and how far behind it is."""
+        rows = await _rows(db_conn, "projection.lag")
+        return [msgspec.convert(r, ProjectionView, strict=False) for r in rows]
+
+    @get(
+        "/dead-letters",
+        operation_id="listOpsDeadLetters",
+        summary="Parked messages",
+        responses=problem_responses(401, 403, 503),
+    )
+    async def dead_letters(
+        self,
+        settings: NamedDependency[Settings],
+        queue: Annotated[str | None, QueryParameter(description="Only this queue")] = None,
+    ) -> list[DeadLetter]:
+        """Parked messages (of one queue, or all) in queue and FIFO-group order, with errors."""
+        parked = await _in_thread(settings, lambda conn: list_parked(conn, queue))
+        return [_dead_letter(p) for p in parked]
+
+    @post(
+        "/dead-letters/{parked_id:int}/retry",
+        operation_id="retryOpsDeadLetter",
+        summary="Re-queue a parked message",
+        status_code=200,
+        responses=problem_responses(401, 403, 404, 409, 503),
+    )
+    async def retry_dead_letter(
+        self, settings: NamedDependency[Settings], parked_id: FromPath[int]
+    ) -> Requeued:
+        """Send the message back to its queue with its read count reset, together with the
+        messages of its FIFO group parked behind it (in their order)."""
+        try:
+            requeued = await _in_thread(settings, _requeue(parked_id))
+        except psycopg.errors.UndefinedTable as exc:
+            # pgmq has no table for the queue: it was dropped after the message was parked.
+            # The transaction rolled back, so the message stays parked.
+            raise problem(
+                409,
+                "queue-missing",
+                title="Queue missing",
+                detail="The message's queue no longer exists; create it again, or discard the "
+                "message.",
+            ) from exc
+        if requeued is None:
+            raise _dead_letter_not_found(parked_id)
+        return requeued
+
+    @delete(
+        "/dead-letters/{parked_id:int}",
+        operation_id="discardOpsDeadLetter",
+        summary="Discard a parked message",
+        responses=problem_responses(401, 403, 404, 503),
+    )
+    async def discard_dead_letter(
+        self, settings: NamedDependency[Settings], parked_id: FromPath[int]
+    ) -> None:
+        """Delete the parked message for good; messages parked behind it stay parked."""
+        if not await _in_thread(settings, lambda conn: discard_parked(conn, parked_id)):
+            raise _dead_letter_not_found(parked_id)

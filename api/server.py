@@ -1,0 +1,50 @@
+"""uvicorn with a drain step: on SIGTERM readiness fails at once, the server keeps serving for
+``drain_seconds`` (so the load balancer stops sending traffic), then shuts down gracefully."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import uvicorn
+from litestar import Litestar
+
+from api.health import begin_draining
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that drains before it stops and then exits with status 0."""
+
+    def __init__(self, config: uvicorn.Config, app: Litestar, *, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_seconds = drain_seconds
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First signal: fail readiness, stop after the drain window. A second one: stop now."""
+        if self._draining or self._drain_seconds <= 0:
+            begin_draining(self._app)
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        begin_draining(self._app)
+        timer = threading.Timer(self._drain_seconds, super().handle_exit, args=(sig, frame))
+        timer.daemon = True
+        timer.start()
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's signal capture, minus its re-raise of the signal after shutdown.
+
+        uvicorn raises the captured SIGTERM again once it has stopped, so the process dies of
+        it (status -15) even after a complete, graceful drain; the supervisor and Kubernetes
+        would read that as a crash. The shutdown was asked for and went well: exit 0.
+        """
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()

@@ -1,0 +1,112 @@
+"""One worker process: Dramatiq worker threads on the pgmq broker, plus the relay and the
+projection runner on threads of their own (every worker process runs them; advisory locks make
+one of each do the work at a time, and another takes over when that process dies)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import dramatiq
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from haengbok.settings import Settings
+from outbox.broker import PgmqBroker
+from outbox.consumers import Subscriber, declare_subscribers, routes
+from outbox.relay import Relay, sync_routes
+from projections.projector import Projector
+from projections.runner import ProjectionRunner
+
+log = logging.getLogger(__name__)
+
+
+class WorkerProcess:
+    """Builds and runs everything a worker process does; ``start()`` then ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        *,
+        subscribers: Sequence[Subscriber] = (),
+        projectors: Sequence[Projector] = (),
+        run_relay: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.subscribers = list(subscribers)
+        self.projectors = list(projectors)
+        threads = settings.worker_threads
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=threads + 2,
+            open=False,
+            name="haengbok-handlers",
+            kwargs={"application_name": "haengbok-worker"},
+        )
+        self.broker = PgmqBroker(
+            database_url,
+            ordered_queues=[s.route.queue_name for s in self.subscribers if s.ordered],
+            visibility_timeout_seconds=settings.visibility_timeout_seconds,
+            actor_time_limit_seconds=settings.actor_time_limit_seconds,
+            max_retries=settings.max_retries,
+            min_backoff_ms=settings.min_backoff_ms,
+            max_backoff_ms=settings.max_backoff_ms,
+            pool_max_size=threads + 2,
+        )
+        self.actors = declare_subscribers(self.broker, lambda: self.pool, self.subscribers)
+        self.relay = (
+            Relay(
+                self.pool,
+                database_url,
+                batch_size=settings.relay_batch_size,
+                idle_poll_seconds=settings.relay_idle_poll_seconds,
+            )
+            if run_relay
+            else None
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._worker: dramatiq.Worker | None = None
+
+    def start(self) -> None:
+        self.pool.open(wait=True, timeout=30)
+        with self.pool.connection() as conn, conn.transaction():
+            sync_routes(conn, routes(self.subscribers))
+        self._worker = dramatiq.Worker(
+            self.broker,
+            worker_threads=self.settings.worker_threads,
+            worker_timeout=self.settings.worker_idle_timeout_ms,
+        )
+        self._worker.start()
+        if self.relay is not None:
+            self._spawn("relay", self.relay.run)
+        if self.projectors:
+            runner = ProjectionRunner(self._connect, self.projectors)
+            self._spawn("projections", runner.run)
+        log.info(
+            "worker started: %d subscribers, %d projectors, relay=%s",
+            len(self.subscribers), len(self.projectors), self.relay is not None,
+        )  # fmt: skip
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.database_url, application_name="haengbok-projections")
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout_seconds: float = 20.0) -> None:
+        """Finish in-flight messages (up to the timeout), then close everything."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.stop(timeout=int(timeout_seconds * 1000))
+        for thread in self._threads:
+            thread.join(timeout=timeout_seconds)
+        self.broker.close()
+        self.pool.close()

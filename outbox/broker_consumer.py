@@ -1,0 +1,233 @@
+"""The consuming half of the pgmq broker: batched reads, batched deletes, parking on read.
+
+Dramatiq calls ``__next__`` from its consumer thread and ``ack``/``nack`` from worker threads.
+Acks only queue the msg_id; the consumer thread deletes them in the same round trip as its next
+read (pipeline mode), so a busy queue costs one round trip per batch, not one per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.errors import ConnectionClosed
+
+from outbox import parking, wire
+from outbox.broker_message import PgmqMessageProxy, decode
+from outbox.broker_middleware import attempts_allowed
+from outbox.parking import StoredMessage
+from sql import query
+
+if TYPE_CHECKING:
+    from outbox.broker import PgmqBroker
+
+log = logging.getLogger(__name__)
+
+
+class PgmqConsumer(Consumer):
+    """Consumes one pgmq queue for a Dramatiq worker; ``prefetch`` bounds messages held here."""
+
+    def __init__(self, broker: PgmqBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        self._broker = broker
+        self.queue_name = queue_name
+        self.prefetch = max(1, prefetch)
+        self.timeout = timeout
+        self._ordered = broker.is_ordered(queue_name)
+        self._bell = broker.doorbell(queue_name)
+        self._acks = broker.ack_buffer(queue_name)
+        #: Reads that found nothing (tests wait on it to know the consumer is idle).
+        self.empty_reads = 0
+        self._cache: deque[PgmqMessageProxy] = deque()
+        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()
+        # Refill only when half the prefetch is free: reads come in batches, not one by one.
+        self._low_water = max(1, self.prefetch // 2)
+        self._seen = self._bell.ticket()
+        self._dirty = True
+        self._misses = 0
+        self._next_poll = 0.0
+
+    def __next__(self) -> PgmqMessageProxy | None:
+        """The next message, or None after ``timeout`` ms without one (Dramatiq's worker
+        needs the None to notice a shutdown). Sleeps until a doorbell ring, the next poll
+        (backing off while the queue stays empty, but never past the moment the next
+        delayed or backing-off message becomes visible) or due acks, whichever comes first."""
+        deadline = monotonic() + self.timeout / 1000
+        while True:
+            if self._cache:
+                return self._cache.popleft()
+            ticket = self._bell.ticket()
+            if ticket != self._seen:
+                self._seen, self._dirty = ticket, True
+            now = monotonic()
+            with self._lock:
+                capacity = self.prefetch - len(self._in_flight)
+            can_read = capacity >= self._low_water
+            if (can_read and (self._dirty or now >= self._next_poll)) or self._acks.due(
+                now, self._low_water
+            ):
+                self._exchange(capacity if can_read else 0)
+                if self._cache:
+                    continue
+            now = monotonic()
+            if now >= deadline:
+                return None
+            wake_at = min(deadline, self._acks.flush_at())
+            if can_read:
+                wake_at = min(wake_at, self._next_poll)
+            self._bell.wait(self._seen, wake_at - now)
+
+    def _exchange(self, qty: int) -> None:
+        """Delete acked messages and read up to ``qty`` new ones, in one round trip."""
+        deletes = self._acks.take()
+        try:
+            rows = self._broker.run(lambda conn: self._round_trip(conn, deletes, qty))
+        except BaseException:
+            self._acks.put_back(deletes, monotonic())
+            raise
+        if qty == 0:
+            return
+        self._dirty = len(rows) >= qty  # a full batch: there may be more right away
+        if rows:
+            self._misses, self._next_poll = 0, monotonic() + self._broker.poll_min_seconds
+            for row in rows:
+                self._admit(row)
+            return
+        self._misses += 1
+        self.empty_reads += 1
+        backoff = self._broker.poll_min_seconds * 2 ** min(self._misses, 16)
+        wait = min(backoff, self._broker.poll_max_seconds)
+        due = self._broker.run(self._seconds_until_visible)
+        if due is not None and due > 0:
+            wait = min(wait, due)
+        self._next_poll = monotonic() + wait
+
+    def _round_trip(
+        self, conn: psycopg.Connection[Any], deletes: list[int], qty: int
+    ) -> list[tuple[Any, ...]]:
+        cursor = None
+        with conn.pipeline():
+            if deletes:
+                conn.execute(
+                    query("broker.delete_many"), {"queue": self.queue_name, "msg_ids": deletes}
+                )
+            if qty > 0:
+                params = {
+                    "queue": self.queue_name,
+                    "vt": self._broker.visibility_timeout_seconds,
+                    "qty": qty,
+                    "group_header": wire.GROUP_HEADER,
+                }
+                name = "broker.read_ordered" if self._ordered else "broker.read"
+                cursor = conn.execute(query(name), params)
+        return [] if cursor is None else cursor.fetchall()
+
+    def _seconds_until_visible(self, conn: psycopg.Connection[Any]) -> float | None:
+        row = conn.execute(query("broker.seconds_until_visible"), {"queue": self.queue_name})
+        value = row.fetchone()
+        return None if value is None or value[0] is None else float(value[0])
+
+    def _admit(self, row: tuple[Any, ...]) -> None:
+        """Deliver a read message, or park it when it must not run."""
+        msg_id, read_ct, enqueued_at, body, headers, blocked_by = row
+        stored = StoredMessage(self.queue_name, msg_id, read_ct, enqueued_at, body, headers)
+        if blocked_by is not None:
+            if self._broker.run(lambda conn: parking.park_behind(conn, stored)) is None:
+                # The blocker was re-queued meanwhile and is the group's head again.
+                self._make_visible([msg_id], 0)
+            return
+        try:
+            message = decode(self.queue_name, body)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._park(stored, f"undecodable message: {parking.error_text(exc)}")
+            return
+        allowed = attempts_allowed(self._broker, message)
+        if allowed is not None and read_ct > allowed:
+            self._park(
+                stored,
+                f"delivered {read_ct} times, {allowed} allowed: earlier attempts ended "
+                "without an outcome (their worker died or lost its connection)",
+            )
+            return
+        message.options[wire.MSG_ID_OPTION] = msg_id
+        message.options[wire.READ_COUNT_OPTION] = read_ct
+        with self._lock:
+            self._in_flight.add(msg_id)
+        self._cache.append(PgmqMessageProxy(message, stored))
+
+    def _park(self, stored: StoredMessage, error: str) -> None:
+        parked = self._broker.run(lambda conn: parking.park(conn, stored, error))
+        log.warning(
+            "parked message %s of queue %s as #%s: %s",
+            stored.msg_id,
+            self.queue_name,
+            parked,
+            error.splitlines()[0],
+        )
+
+    def _make_visible(self, msg_ids: list[int], delay_ms: int) -> None:
+        params = {"queue": self.queue_name, "msg_ids": msg_ids, "delay_ms": delay_ms}
+        self._broker.run(lambda conn: conn.execute(query("broker.set_visible_in"), params))
+
+    def _settle(self, message: MessageProxy) -> tuple[PgmqMessageProxy, bool]:
+        if not isinstance(message, PgmqMessageProxy):
+            raise TypeError(f"not a message delivered by PgmqBroker: {message!r}")
+        with self._lock:
+            self._in_flight.discard(message.msg_id)
+        return message, self._broker.forget_settled(self.queue_name, message.msg_id)
+
+    def ack(self, message: MessageProxy) -> None:
+        proxy, settled = self._settle(message)
+        try:
+            if proxy.retry_in_ms is not None:
+                # Stays in the queue; an ordered group stays blocked behind it while it waits.
+                self._make_visible([proxy.msg_id], proxy.retry_in_ms)
+            elif not settled:
+                self._acks.add(proxy.msg_id, monotonic())
+        finally:
+            self._bell.ring()
+
+    def nack(self, message: MessageProxy) -> None:
+        proxy, _ = self._settle(message)
+        reason = proxy.park_reason
+        if reason is None:
+            exc = proxy.exception
+            reason = parking.error_text(exc) if exc is not None else "rejected by the worker"
+        try:
+            self._park(proxy.stored, reason)
+        finally:
+            self._bell.ring()
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        """Messages the worker will not run (shutdown): visible again at once, for anyone."""
+        ids = []
+        for message in messages:
+            proxy, _ = self._settle(message)
+            ids.append(proxy.msg_id)
+        if ids:
+            self._make_visible(ids, 0)
+
+    def close(self) -> None:
+        """Return undelivered messages and delete the acked ones; never raises but
+        ``ConnectionClosed`` (Dramatiq's consumer thread only expects that one)."""
+        try:
+            undelivered = list(self._cache)
+            self._cache.clear()
+            self.requeue(undelivered)
+            deletes = self._acks.take()
+            if deletes:
+                try:
+                    self._broker.run(lambda conn: self._round_trip(conn, deletes, 0))
+                except BaseException:
+                    self._acks.put_back(deletes, monotonic())
+                    raise
+        except ConnectionClosed:
+            raise
+        except Exception:
+            log.exception("closing the consumer of %s failed", self.queue_name)

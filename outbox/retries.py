@@ -1,0 +1,145 @@
+"""Retries that keep the message in its pgmq queue (Dramatiq's ``Retries``, done natively).
+
+Dramatiq's own middleware re-enqueues a copy with an ``eta`` that the worker holds in memory.
+Here a failed message stays where it is and only its visibility moves forward (``pgmq.set_vt``):
+nothing lives in worker memory, the attempt count is pgmq's ``read_ct`` (which survives worker
+crashes), and the head of an ordered FIFO group keeps blocking its group while it backs off, so
+per-group order survives retries. When the attempts are used up the message is parked
+(``ops.parked_message``) instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq.errors import ActorNotFound, Retry
+from dramatiq.middleware import Middleware
+
+from outbox import wire
+from outbox.broker_message import PgmqMessageProxy
+from outbox.parking import error_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_MIN_BACKOFF_MS = 200
+DEFAULT_MAX_BACKOFF_MS = 30_000
+
+
+def backoff_ms(retries: int, min_backoff: int, max_backoff: int) -> int:
+    """Exponential backoff with "equal jitter": half fixed, half random, capped at max_backoff.
+
+    The jitter spreads retries of messages that failed together (a database blip) apart.
+    """
+    ceiling = min(max_backoff, min_backoff * 2 ** min(retries, 32))
+    return int(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+class PgmqRetries(Middleware):
+    """Retry failed messages in place with backoff; park them when attempts run out.
+
+    Honours the actor (and message) options of Dramatiq's ``Retries``: ``max_retries``,
+    ``min_backoff``, ``max_backoff`` (milliseconds), ``retry_when(retries, exc)`` and
+    ``throws``; a ``dramatiq.Retry(delay=...)`` sets its own delay. A message runs at most
+    ``max_retries + 1`` times.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        min_backoff: int = DEFAULT_MIN_BACKOFF_MS,
+        max_backoff: int = DEFAULT_MAX_BACKOFF_MS,
+        retry_when: Callable[[int, BaseException], bool] | None = None,
+    ) -> None:
+        self.max_retries = max_retries
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.retry_when = retry_when
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"max_retries", "min_backoff", "max_backoff", "retry_when", "throws"}
+
+    def option(self, broker: dramatiq.Broker, message: Any, name: str, default: Any) -> Any:
+        """A retry option: the message's, else the actor's, else this middleware's."""
+        if name in message.options:
+            return message.options[name]
+        try:
+            actor = broker.get_actor(message.actor_name)
+        except ActorNotFound:
+            return default
+        return actor.options.get(name, default)
+
+    def attempts_allowed(self, broker: dramatiq.Broker, message: Any) -> int | None:
+        """How many deliveries a message gets in all; None when ``retry_when`` decides alone."""
+        if self.option(broker, message, "retry_when", self.retry_when) is not None:
+            return None
+        max_retries = self.option(broker, message, "max_retries", self.max_retries)
+        return None if max_retries is None else int(max_retries) + 1
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is None:
+            return
+        throws = self.option(broker, message, "throws", None)
+        if throws and isinstance(exception, throws):
+            log.info(
+                "message %s raised %s, which its actor throws: parking it",
+                message.message_id,
+                type(exception).__name__,
+            )
+            self._give_up(message, exception)
+            return
+        # read_ct counts this delivery too; retries so far is one less.
+        retries = int(message.options.get(wire.READ_COUNT_OPTION, 1)) - 1
+        if not self._should_retry(broker, message, retries, exception):
+            log.warning(
+                "retries exhausted for message %s after %d attempts: parking it",
+                message.message_id,
+                retries + 1,
+            )
+            self._give_up(message, exception)
+            return
+        if isinstance(exception, Retry) and exception.delay is not None:
+            delay = int(exception.delay)
+        else:
+            delay = backoff_ms(
+                retries,
+                int(self.option(broker, message, "min_backoff", self.min_backoff)),
+                int(self.option(broker, message, "max_backoff", self.max_backoff)),
+            )
+        log.info("retrying message %s in %d ms", message.message_id, delay)
+        _require_pgmq_proxy(message).retry_in_ms = delay
+
+    def _should_retry(
+        self, broker: dramatiq.Broker, message: Any, retries: int, exc: BaseException
+    ) -> bool:
+        retry_when = self.option(broker, message, "retry_when", self.retry_when)
+        if retry_when is not None:
+            return bool(retry_when(retries, exc))
+        max_retries = self.option(broker, message, "max_retries", self.max_retries)
+        return max_retries is None or retries < int(max_retries)
+
+    @staticmethod
+    def _give_up(message: Any, exc: BaseException) -> None:
+        proxy = _require_pgmq_proxy(message)
+        proxy.park_reason = error_text(exc)
+        proxy.retry_in_ms = None
+        message.fail()
+
+
+def _require_pgmq_proxy(message: Any) -> PgmqMessageProxy:
+    if not isinstance(message, PgmqMessageProxy):
+        raise TypeError("PgmqRetries works only with messages delivered by PgmqBroker")
+    return message

@@ -1,0 +1,100 @@
+"""The `haengbok` command: `status` reads the platform's state from the database, `token` mints
+development tokens that the API accepts."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from api.auth import Role, read_token
+from haengbok.cli import main
+from haengbok.dburl import with_database
+from haengbok.settings import Settings
+from projections.runtime import save_checkpoint
+from tests.integration.platform_state import add_saga, append_and_relay, park_group, send
+
+AGE = re.compile(r"^\d+(\.\d+)?s$")
+SECRET = "cli-test-secret-0123456789-0123456789-0123456789"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+class TestStatus:
+    def test_prints_relay_queues_projections_sagas_and_parked(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        with psycopg.connect(database_url) as conn:
+            conn.execute("SELECT pgmq.create('cli_q'), pgmq.create('cli_gone_q')")
+            conn.commit()
+            send(conn, "cli_q", "notes.Written", group="a")
+            send(conn, "cli_q", "notes.Written", group="b")
+            park_group(conn, "cli_q", "c", 1, "boom")
+            append_and_relay(conn, ["notes.Written"] * 4)
+            with conn.transaction():
+                save_checkpoint(conn, "cli_view", 1)
+            add_saga(conn, "cli.Saga", "COMPENSATING")
+            park_group(conn, "cli_gone_q", "d", 2, "boom")
+            conn.execute("SELECT pgmq.drop_queue('cli_gone_q')")
+            conn.commit()
+
+        result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
+
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert any("relay" in line and "0 events waiting" in line for line in lines)
+        assert any("log head (global position) 4" in line for line in lines)
+        assert _row(lines, "cli_q") == ["cli_q", "2", "2", "1"]
+        assert _row(lines, "cli_view") == ["cli_view", "1", "4", "3"]
+        assert _row(lines, "cli.Saga") == ["cli.Saga", "COMPENSATING", "1"]
+        assert _row(lines, "cli_gone_q") == ["cli_gone_q", "-", "-", "-", "2"], (
+            "dropped, still parked"
+        )
+        assert "3 parked message(s)" in result.output
+
+    def test_an_unreachable_database_is_one_clear_error(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        missing = with_database(database_url, "no_such_database_for_haengbok")
+
+        result = runner.invoke(main, ["status"], env={"DATABASE_URL": missing})
+
+        assert result.exit_code == 1
+        assert "cannot read the status from the database" in result.output
+        assert "Traceback" not in result.output
+
+
+def _row(lines: list[str], first_cell: str) -> list[str]:
+    """The cells of the table row that starts with ``first_cell`` (ages are left out)."""
+    for line in lines:
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if cells and cells[0] == first_cell:
+            return [c for c in cells if not AGE.match(c)]
+    raise AssertionError(f"no row for {first_cell!r} in:\n" + "\n".join(lines))
+
+
+class TestToken:
+    def test_prints_a_token_the_api_accepts(self, runner: CliRunner) -> None:
+        result = runner.invoke(
+            main,
+            ["token", "--role", "ops", "--role", "analyst", "--subject", "x"],
+            env={"HAENGBOK_JWT_SECRET": SECRET},
+        )
+
+        assert result.exit_code == 0, result.output
+        principal = read_token(Settings(jwt_secret=SECRET), result.output.strip())
+        assert principal.subject == "x"
+        assert principal.roles == {Role.OPS, Role.ANALYST}
+
+    def test_an_unknown_role_exits_non_zero_and_names_the_choices(self, runner: CliRunner) -> None:
+        result = runner.invoke(main, ["token", "--role", "janitor", "--subject", "x"])
+
+        assert result.exit_code != 0
+        assert "unknown role 'janitor'" in result.output
+        assert "ops" in result.output
+        assert "eyJ" not in result.output, "no token printed"

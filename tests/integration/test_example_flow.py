@@ -1,0 +1,118 @@
+"""The platform end to end with the example order saga: log → relay → pgmq → Dramatiq worker
+→ transactional handlers → saga, on real PostgreSQL with a real worker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+import pytest
+
+from haengbok.settings import Settings
+from haengbok.worker import WorkerProcess
+from outbox.envelope import MessageContext
+from outbox.log import append
+from outbox.sagas import to_new_message
+from tests.example import handlers
+from tests.example.shop import OrderPlaced, StockReserved
+from tests.waiting import wait_until
+
+SETTINGS = replace(
+    Settings(), worker_threads=4, relay_idle_poll_seconds=0.2, min_backoff_ms=10, max_backoff_ms=50
+)
+
+
+@pytest.fixture
+def worker(database_url: str) -> Iterator[WorkerProcess]:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(handlers.SCHEMA)
+    proc = WorkerProcess(SETTINGS, database_url, subscribers=handlers.subscribers())
+    proc.start()
+    yield proc
+    proc.stop(timeout_seconds=5)
+
+
+def place(url: str, amount: int, deadline_ms: int = 60_000) -> tuple[uuid.UUID, uuid.UUID]:
+    order_id, ctx = uuid.uuid4(), MessageContext.new("alice")
+    with psycopg.connect(url) as conn:
+        append(conn, [to_new_message(OrderPlaced(order_id, amount, deadline_ms))], ctx)
+        conn.execute("SELECT pg_notify('haengbok_outbox', '')")
+    return order_id, ctx.correlation_id
+
+
+def saga(url: str, order_id: uuid.UUID) -> dict[str, Any] | None:
+    with psycopg.connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("SELECT * FROM saga.instance WHERE saga_id = %s", [order_id]).fetchone()
+
+
+def settled(url: str, order_id: uuid.UUID, status: str) -> dict[str, Any] | None:
+    row = saga(url, order_id)
+    return row if row and row["status"] == status else None
+
+
+def stock_row(url: str, order_id: uuid.UUID) -> tuple[Any, ...] | None:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT reserved, changes FROM public.shop_stock WHERE order_id = %s", [order_id]
+        ).fetchone()
+
+
+class TestHappyPath:
+    def test_order_completes_and_every_hop_carries_the_correlation_id(
+        self, database_url: str, worker: WorkerProcess
+    ) -> None:
+        order_id, correlation = place(database_url, 500)
+        wait_until(lambda: settled(database_url, order_id, "COMPLETED"), message="saga completes")
+        assert stock_row(database_url, order_id) == (True, 1)
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT type, correlation_id, event_id, causation_id FROM outbox.event"
+                " WHERE correlation_id = %s ORDER BY position",
+                [correlation],
+            ).fetchall()
+        types = [r[0] for r in rows]
+        assert types == [
+            "shop.OrderPlaced", "stock.ReserveStock", "stock.StockReserved",
+            "pay.ChargePayment", "pay.PaymentCharged",
+        ]  # fmt: skip
+        ids = {r[2] for r in rows}
+        assert all(r[3] in ids for r in rows[1:]), "each message is caused by an earlier one"
+
+
+class TestCompensation:
+    def test_declined_payment_releases_the_stock_and_compensates(
+        self, database_url: str, worker: WorkerProcess
+    ) -> None:
+        order_id, _ = place(database_url, 5000)
+        row = wait_until(lambda: settled(database_url, order_id, "COMPENSATED"))
+        assert row["state"]["failure_reason"] == "over the card limit"
+        assert stock_row(database_url, order_id) == (False, 2)
+
+
+class TestDeadline:
+    def test_a_context_that_never_answers_trips_the_deadline(
+        self, database_url: str, worker: WorkerProcess
+    ) -> None:
+        order_id = uuid.uuid4()
+        with psycopg.connect(database_url) as conn:
+            conn.execute("INSERT INTO public.shop_ignored_orders VALUES (%s)", [order_id])
+            append(conn, [to_new_message(OrderPlaced(order_id, 500, 300))], MessageContext.new())
+        row = wait_until(lambda: settled(database_url, order_id, "COMPENSATED"))
+        assert "deadline 'stock' passed" in row["state"]["failure_reason"]
+        assert stock_row(database_url, order_id) is None
+
+
+class TestParking:
+    def test_a_message_that_makes_no_sense_parks_the_saga_with_its_reason(
+        self, database_url: str, worker: WorkerProcess
+    ) -> None:
+        order_id, _ = place(database_url, 500)
+        wait_until(lambda: settled(database_url, order_id, "COMPLETED"))
+        with psycopg.connect(database_url) as conn:
+            # A stray duplicate from a misbehaving context, as a new event on its stream.
+            append(conn, [to_new_message(StockReserved(order_id))], MessageContext.new())
+        row = wait_until(lambda: settled(database_url, order_id, "PARKED"))
+        assert row["parked_reason"] == "stock reserved while done"
