@@ -81,6 +81,8 @@ def configure_logging(
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # pgserver logs every initdb/pg_ctl line at INFO; only its problems matter to an operator.
+    logging.getLogger("pgserver").setLevel(max(level, logging.WARNING))
 
 
 def reset_logging() -> None:

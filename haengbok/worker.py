@@ -46,6 +46,9 @@ class WorkerProcess:
             max_size=threads + 2,
             open=False,
             name="haengbok-handlers",
+            # After a database restart the idle connections are dead; checking on checkout
+            # costs one local round trip and spares a failed delivery.
+            check=ConnectionPool.check_connection,
             kwargs={"application_name": "haengbok-worker"},
         )
         self.broker = PgmqBroker(

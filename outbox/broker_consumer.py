@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A delivery that ends without an outcome (worker killed, database gone while prefetched) still
+# raised read_ct. Such deliveries get this many extra attempts before the message is taken for
+# one that kills its worker every time and is parked: a database outage must not dead-letter
+# healthy messages, while a crash-looping one is still stopped.
+UNFINISHED_DELIVERY_GRACE = 3
+
 
 class PgmqConsumer(Consumer):
     """Consumes one pgmq queue for a Dramatiq worker; ``prefetch`` bounds messages held here."""
@@ -148,11 +154,12 @@ class PgmqConsumer(Consumer):
             self._park(stored, f"undecodable message: {parking.error_text(exc)}")
             return
         allowed = attempts_allowed(self._broker, message)
-        if allowed is not None and read_ct > allowed:
+        if allowed is not None and read_ct > allowed + UNFINISHED_DELIVERY_GRACE:
             self._park(
                 stored,
-                f"delivered {read_ct} times, {allowed} allowed: earlier attempts ended "
-                "without an outcome (their worker died or lost its connection)",
+                f"delivered {read_ct} times, {allowed} allowed (+{UNFINISHED_DELIVERY_GRACE} "
+                "for deliveries cut off by a crash or outage): earlier attempts ended without "
+                "an outcome (their worker died or lost its connection)",
             )
             return
         message.options[wire.MSG_ID_OPTION] = msg_id
@@ -171,9 +178,10 @@ class PgmqConsumer(Consumer):
             error.splitlines()[0],
         )
 
-    def _make_visible(self, msg_ids: list[int], delay_ms: int) -> None:
+    def _make_visible(self, msg_ids: list[int], delay_ms: int, *, counted: bool = True) -> None:
         params = {"queue": self.queue_name, "msg_ids": msg_ids, "delay_ms": delay_ms}
-        self._broker.run(lambda conn: conn.execute(query("broker.set_visible_in"), params))
+        sql = query("broker.set_visible_in" if counted else "broker.retry_uncounted")
+        self._broker.run(lambda conn: conn.execute(sql, params))
 
     def _settle(self, message: MessageProxy) -> tuple[PgmqMessageProxy, bool]:
         if not isinstance(message, PgmqMessageProxy):
@@ -187,7 +195,7 @@ class PgmqConsumer(Consumer):
         try:
             if proxy.retry_in_ms is not None:
                 # Stays in the queue; an ordered group stays blocked behind it while it waits.
-                self._make_visible([proxy.msg_id], proxy.retry_in_ms)
+                self._make_visible([proxy.msg_id], proxy.retry_in_ms, counted=proxy.attempt_counts)
             elif not settled:
                 self._acks.add(proxy.msg_id, monotonic())
         finally:

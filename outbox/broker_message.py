@@ -33,6 +33,8 @@ class PgmqMessageProxy(MessageProxy):
         self.leased_at = monotonic()
         #: Set by PgmqRetries: keep the message and make it visible again after this delay.
         self.retry_in_ms: int | None = None
+        # False when the failure was the infrastructure's (see outbox.errors.is_transient).
+        self.attempt_counts = True
         #: Set by PgmqRetries when attempts are used up: the error text to park it with.
         self.park_reason: str | None = None
 

@@ -21,6 +21,7 @@ from dramatiq.middleware import Middleware
 
 from outbox import wire
 from outbox.broker_message import PgmqMessageProxy
+from outbox.errors import is_transient
 from outbox.parking import error_text
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,23 @@ class PgmqRetries(Middleware):
         exception: BaseException | None = None,
     ) -> None:
         if exception is None:
+            return
+        if is_transient(exception):
+            # The database went away mid-delivery: back off and try again, and give the
+            # attempt back so an outage never dead-letters healthy messages.
+            retries = int(message.options.get(wire.READ_COUNT_OPTION, 1)) - 1
+            delay = backoff_ms(
+                retries,
+                int(self.option(broker, message, "min_backoff", self.min_backoff)),
+                int(self.option(broker, message, "max_backoff", self.max_backoff)),
+            )
+            log.warning(
+                "message %s hit a connection failure (%s); retrying in %d ms, attempt not counted",
+                message.message_id, type(exception).__name__, delay,
+            )  # fmt: skip
+            proxy = _require_pgmq_proxy(message)
+            proxy.retry_in_ms = delay
+            proxy.attempt_counts = False
             return
         throws = self.option(broker, message, "throws", None)
         if throws and isinstance(exception, throws):

@@ -11,16 +11,24 @@ T = TypeVar("T")
 
 
 def wait_until(
-    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, message: str = ""
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str | Callable[[], str] = "",
 ) -> T:
-    """Return the first truthy value of ``predicate()``; fail the test after ``timeout``."""
+    """Return the first truthy value of ``predicate()``; fail the test after ``timeout``.
+
+    ``message`` may be a callable, evaluated only on failure (to show the state at that time).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {message or predicate}")
+            said = message() if callable(message) else message
+            raise AssertionError(f"condition not met within {timeout}s: {said or predicate}")
         time.sleep(interval)
 
 

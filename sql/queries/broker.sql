@@ -132,3 +132,8 @@ ORDER BY msg_id
 
 -- name: discard_parked
 DELETE FROM ops.parked_message WHERE id = %(id)s::bigint RETURNING id
+
+-- name: retry_uncounted
+SELECT outbox.pgmq_retry_uncounted(
+    %(queue)s::text, %(msg_ids)s::bigint[],
+    clock_timestamp() + make_interval(secs => %(delay_ms)s::float8 / 1000))

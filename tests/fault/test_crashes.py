@@ -117,6 +117,27 @@ def tally(url: str) -> dict[str, int]:
     }
 
 
+def diagnose(url: str) -> dict[str, Any]:
+    """What is where, for a failure message."""
+    with psycopg.connect(url) as conn:
+        return {
+            "tally": tally(url),
+            "unrelayed": conn.execute(
+                "SELECT count(*) FROM outbox.event WHERE global_position IS NULL"
+            ).fetchone(),
+            "queue": conn.execute(
+                "SELECT count(*), max(read_ct), min(vt) - now() FROM pgmq.q_fault_counter"
+            ).fetchone(),
+            "parked": conn.execute(
+                "SELECT count(*), min(error) FROM ops.parked_message"
+            ).fetchone(),
+            "backends": conn.execute(
+                "SELECT application_name, state, count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() GROUP BY 1, 2"
+            ).fetchall(),
+        }
+
+
 def order_kept(url: str) -> bool:
     """Within each stream, effects happened in version order."""
     with psycopg.connect(url) as conn:
@@ -193,7 +214,10 @@ class TestDatabaseRestart:
         ping_all(fault_db, 1500, 30)
         wait_until(lambda: tally(fault_db)["handled"] > 100, timeout=30)
         embedded_server.kill_and_start()  # immediate shutdown: like a crash
-        wait_until(lambda: tally(fault_db)["handled"] == 1500, timeout=90)
+        wait_until(
+            lambda: tally(fault_db)["handled"] == 1500, timeout=90,
+            message=lambda: f"all handled after the restart; state: {diagnose(fault_db)}",
+        )  # fmt: skip
         assert all(p.poll() is None for p in workers.procs), "workers survived the restart"
         assert tally(fault_db) == {"lost": 0, "duplicate_effects": 0, "duplicate_events": 0,
                                    "handled": 1500}  # fmt: skip

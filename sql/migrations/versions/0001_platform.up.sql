@@ -145,3 +145,17 @@ BEGIN
     RETURN msg_id;
 END;
 $$;
+
+-- Retry without counting the attempt: the delivery failed because the database connection
+-- was lost, which says nothing about the message (outbox/errors.py). pgmq.set_vt keeps read_ct.
+CREATE FUNCTION outbox.pgmq_retry_uncounted(queue_name text, msg_ids bigint[], visible_at timestamptz)
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'UPDATE pgmq.%I SET vt = $2, read_ct = greatest(read_ct - 1, 0) '
+        'WHERE msg_id = ANY($1) RETURNING msg_id',
+        pgmq.format_table_name(queue_name, 'q'))
+    USING msg_ids, visible_at;
+END;
+$$;

@@ -1,0 +1,31 @@
+"""`make bench`: every benchmark in turn; figures land in bench-results/*.json.
+
+Each benchmark measures its comparison side by side in one run (this machine is shared and
+noisy, so ratios mean more than absolute numbers).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHES = [
+    ("broker: pgmq vs Redis, no-op actor, 20,000 messages", ["tests.bench.bench_broker"]),
+    ("relay vs raw pgmq.send_batch, 100,000 events", ["tests.bench.bench_relay"]),
+    ("latency commit -> handler start at 500 events/s", ["tests.bench.bench_latency"]),
+]
+
+
+def main() -> int:
+    failed = 0
+    for title, module in BENCHES:
+        print(f"\n=== {title}", flush=True)
+        code = subprocess.call([sys.executable, "-m", *module])
+        if code:
+            print(f"!!! {module[0]} exited with {code}", flush=True)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

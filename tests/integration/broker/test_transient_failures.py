@@ -1,0 +1,68 @@
+"""A lost database connection is the infrastructure's failure, not the message's: it is retried
+without using up an attempt and is never dead-lettered for it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import dramatiq
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from outbox.broker import PgmqBroker
+from outbox.errors import is_transient
+from outbox.parking import list_parked
+from tests.integration.broker.conftest import running_worker
+from tests.waiting import wait_until
+
+MakeBroker = Callable[..., PgmqBroker]
+
+
+class TestClassification:
+    def test_connection_failures_are_transient_and_bugs_are_not(self) -> None:
+        assert is_transient(psycopg.OperationalError("server closed the connection unexpectedly"))
+        assert is_transient(PoolTimeout("couldn't get a connection after 10 sec"))
+        assert not is_transient(psycopg.errors.QueryCanceled("statement timeout"))
+        assert not is_transient(ValueError("bad payload"))
+
+
+class TestTransientFailureRetries:
+    def test_more_connection_failures_than_max_retries_still_end_in_success(
+        self, make_pgmq_broker: MakeBroker, database_url: str
+    ) -> None:
+        broker = make_pgmq_broker()
+        attempts: list[int] = []
+        done = threading.Event()
+
+        @dramatiq.actor(
+            broker=broker, queue_name="flaky", max_retries=1, min_backoff=5, max_backoff=20
+        )
+        def flaky() -> None:
+            attempts.append(1)
+            if len(attempts) <= 4:  # four failures, one retry allowed: only uncounted ones fit
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            done.set()
+
+        flaky.send()
+        with running_worker(broker):
+            wait_until(done.is_set, message="the actor finally succeeds")
+        assert len(attempts) == 5
+        with psycopg.connect(database_url) as conn:
+            assert list_parked(conn, "flaky") == []
+
+    def test_a_real_error_still_uses_up_its_attempts(
+        self, make_pgmq_broker: MakeBroker, database_url: str
+    ) -> None:
+        broker = make_pgmq_broker()
+
+        @dramatiq.actor(
+            broker=broker, queue_name="broken", max_retries=1, min_backoff=5, max_backoff=20
+        )
+        def broken() -> None:
+            raise ValueError("a bug")
+
+        broken.send()
+        with running_worker(broker), psycopg.connect(database_url) as conn:
+            parked = wait_until(lambda: list_parked(conn, "broken"), message="parked")
+        assert "ValueError: a bug" in parked[0].error
