@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 from haengbok.settings import Settings
 from outbox.broker import PgmqBroker
 from outbox.consumers import Subscriber, declare_subscribers, routes
+from outbox.logcontext import CorrelationLogging
 from outbox.relay import Relay, sync_routes
 from projections.projector import Projector
 from projections.runner import ProjectionRunner
@@ -61,6 +62,7 @@ class WorkerProcess:
             max_backoff_ms=settings.max_backoff_ms,
             pool_max_size=threads + 2,
         )
+        self.broker.add_middleware(CorrelationLogging(), before=type(self.broker.middleware[0]))
         self.actors = declare_subscribers(self.broker, lambda: self.pool, self.subscribers)
         self.relay = (
             Relay(

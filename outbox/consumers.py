@@ -115,12 +115,8 @@ def deliver(
     message: Any,
 ) -> bool:
     """Run ``subscriber`` for one delivery. Returns False when the delivery was superseded."""
-    with structlog.contextvars.bound_contextvars(
-        correlation_id=str(envelope.correlation_id),
-        causation_id=str(envelope.event_id),
-        subscriber=subscriber.name,
-        message_type=envelope.type,
-    ):
+    # The message's ids are bound for its whole processing by outbox.logcontext.
+    with structlog.contextvars.bound_contextvars(subscriber=subscriber.name):
         with pool.connection() as conn:
             try:
                 with conn.transaction():

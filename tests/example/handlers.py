@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import structlog
+
 from outbox.consumers import HandlerContext, Subscriber
 from outbox.envelope import Envelope
 from outbox.sagas import SagaRunner, to_new_message
@@ -54,6 +56,7 @@ def stock(ctx: HandlerContext, env: Envelope) -> None:
 
 def payment(ctx: HandlerContext, env: Envelope) -> None:
     cmd = ChargePayment.from_payload(env.payload)
+    structlog.get_logger("shop.payment").info("charging", amount=cmd.amount)
     if cmd.amount > PAYMENT_LIMIT:
         ctx.emit(to_new_message(PaymentDeclined(cmd.order_id, "over the card limit")))
     else:

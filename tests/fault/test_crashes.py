@@ -243,7 +243,7 @@ class TestPoisonMessage:
         wait_until(
             lambda: tally(fault_db)["handled"] == in_other_streams,
             timeout=30,
-            message=f"{in_other_streams} handled; got {tally(fault_db)} parked {parked()}",
+            message=lambda: f"{in_other_streams} handled; got {diagnose(fault_db)}",
         )
         rows = wait_until(lambda: parked() or None, timeout=30)
         assert rows[0][0] == "s-0"

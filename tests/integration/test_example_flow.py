@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from haengbok.logs import configure_logging, reset_logging
 from haengbok.settings import Settings
 from haengbok.worker import WorkerProcess
 from outbox.envelope import MessageContext
@@ -80,6 +83,24 @@ class TestHappyPath:
         ]  # fmt: skip
         ids = {r[2] for r in rows}
         assert all(r[3] in ids for r in rows[1:]), "each message is caused by an earlier one"
+
+
+class TestLogs:
+    def test_handler_lines_carry_the_correlation_id_of_the_request(
+        self, database_url: str, worker: WorkerProcess
+    ) -> None:
+        buffer = io.StringIO()
+        configure_logging(replace(SETTINGS, log_json=True), stream=buffer)
+        try:
+            order_id, correlation = place(database_url, 300)
+            wait_until(lambda: settled(database_url, order_id, "COMPLETED"))
+        finally:
+            reset_logging()
+        lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+        charging = [line for line in lines if line.get("event") == "charging"]
+        assert charging, lines
+        assert charging[0]["correlation_id"] == str(correlation)
+        assert charging[0]["message_type"] == "pay.ChargePayment"
 
 
 class TestCompensation:
