@@ -1,6 +1,6 @@
 """Prometheus metrics: HTTP traffic counted in process, platform state read from the database at
 scrape time (so every API replica reports the same numbers for queues, relay, projections,
-sagas and dead letters, and a dead worker cannot leave stale values behind).
+sagas, dead letters and circuit breakers, and a dead worker cannot leave stale values behind).
 
 Each app owns its registry: no module-level collectors, so several apps (tests) never clash.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from litestar import Controller, Request, Response, get
@@ -21,12 +21,15 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.auth import NO_SECURITY, PUBLIC
+from api.circuit_breakers import BREAKER_STATES, CircuitBreakerView, read_circuit_breakers
 from api.ops_queries import OpsSnapshot, read_ops_snapshot
 
 log = structlog.get_logger("api.metrics")
+T = TypeVar("T")
 # The classic text exposition format that generate_latest writes (Litestar adds the charset).
 PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4"
 # Statuses a saga can be in (saga.instance CHECK): reported as 0 rather than missing.
@@ -149,17 +152,38 @@ def ops_families(snapshot: OpsSnapshot) -> Iterator[Metric]:
     yield sagas
 
 
-async def _read_snapshot(
-    pool: AsyncConnectionPool[Any], acquire_timeout: float
-) -> OpsSnapshot | None:
-    # Borrowing a connection is bounded like the readiness probe; the reads themselves carry a
+def breaker_families(breakers: Sequence[CircuitBreakerView]) -> Iterator[Metric]:
+    """One gauge per breaker and state (1 for the state it is in), and its failure count."""
+    state = _gauge(
+        "haengbok_circuit_breaker_state",
+        "1 for the state a circuit breaker is in (CLOSED, OPEN, HALF_OPEN), else 0",
+        ["breaker", "state"],
+    )
+    failures = _gauge(
+        "haengbok_circuit_breaker_failures",
+        "Consecutive failures that opened the breaker last (0 while closed)",
+        ["breaker"],
+    )
+    for b in breakers:
+        for name in BREAKER_STATES:
+            state.add_metric([b.name, name], 1 if b.state == name else 0)
+        failures.add_metric([b.name], b.failures)
+    yield from (state, failures)
+
+
+async def _read_db(
+    pool: AsyncConnectionPool[Any],
+    acquire_timeout: float,
+    read: Callable[[AsyncConnection[Any]], Awaitable[T]],
+) -> T | None:
+    # Borrowing a connection is bounded like the readiness probe; the snapshot's reads carry a
     # statement timeout (ops.scrape_guard), and this outer bound covers a hung network.
     try:
         async with asyncio.timeout(acquire_timeout + _SCRAPE_TIMEOUT_SECONDS):
             async with pool.connection(timeout=acquire_timeout) as conn:
-                return await read_ops_snapshot(conn)
+                return await read(conn)
     except Exception as exc:  # a failed read is reported as a gauge, not as a failed scrape
-        log.warning("metrics_db_read_failed", error=repr(exc))
+        log.warning("metrics_db_read_failed", error=repr(exc), read=read.__name__)
         return None
 
 
@@ -180,12 +204,16 @@ class MetricsController(Controller):
     async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         """HTTP metrics of this replica plus platform gauges read from the database now."""
         state = request.app.state
-        snapshot = await _read_snapshot(state.db_pool, state.db_probe_timeout_seconds)
+        timeout = state.db_probe_timeout_seconds
+        snapshot = await _read_db(state.db_pool, timeout, read_ops_snapshot)
         up = _gauge("haengbok_ops_scrape_ok", "1 when the database gauges could be read")
         up.add_metric([], 1 if snapshot is not None else 0)
         families: list[Metric] = [up]
         if snapshot is not None:
             families.extend(ops_families(snapshot))
+            # Only after a good snapshot: a database that just failed is not asked twice.
+            breakers = await _read_db(state.db_pool, timeout, read_circuit_breakers)
+            families.extend(breaker_families(breakers or []))
         db_registry = CollectorRegistry(auto_describe=False)
         db_registry.register(_Snapshot(families))
         metrics: HttpMetrics = state.http_metrics

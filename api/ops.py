@@ -21,6 +21,7 @@ from litestar.params import FromPath, QueryParameter
 from psycopg.rows import dict_row, tuple_row
 
 from api.auth import Role, requires_roles
+from api.circuit_breakers import CircuitBreakerView, read_circuit_breakers
 from api.openapi import problem_responses
 from api.ops_queries import read_ops_snapshot
 from api.ops_schemas import (
@@ -112,7 +113,7 @@ def _dead_letter_not_found(parked_id: int) -> Exception:
 
 
 class OpsController(Controller):
-    """Queues, sagas, projections and dead letters, for operators only."""
+    """Queues, sagas, projections, circuit breakers and dead letters, for operators only."""
 
     path = "/ops"
     tags = ["ops"]
@@ -150,6 +151,18 @@ class OpsController(Controller):
             )
             for r in rows
         ]
+
+    @get(
+        "/circuit-breakers",
+        operation_id="listOpsCircuitBreakers",
+        summary="Circuit breakers",
+        responses=problem_responses(401, 403, 503),
+    )
+    async def circuit_breakers(self, db_conn: AsyncConn) -> list[CircuitBreakerView]:
+        """Each breaker of calls to the outside world (the payment provider): its state, the
+        failures that opened it, and how long callers still wait. While one is open, commands
+        that need it are refused with 503."""
+        return await read_circuit_breakers(db_conn)
 
     @get(
         "/sagas",

@@ -82,8 +82,16 @@ def up(workers: int) -> None:
     url, server = _database(settings)
     migrations.upgrade(url)
     exe = [sys.executable, "-m", "haengbok.cli"]
-    env = {"DATABASE_URL": url}
-    children = [ChildSpec("api", [*exe, "api"], env)]
+    children: list[ChildSpec] = []
+    # A provider named in the environment is used as is; otherwise the sandbox runs here.
+    payment_url = os.environ.get("HAENGBOK_PAYMENT_URL", "")
+    if not payment_url:
+        port = settings.payment_sandbox_port
+        payment_url = f"http://127.0.0.1:{port}"
+        sandbox_argv = [*exe, "payments-sandbox", "--host", "127.0.0.1", "--port", str(port)]
+        children.append(ChildSpec("payments-sandbox", sandbox_argv))
+    env = {"DATABASE_URL": url, "HAENGBOK_PAYMENT_URL": payment_url}
+    children.append(ChildSpec("api", [*exe, "api"], env))
     children += [ChildSpec(f"worker-{i + 1}", [*exe, "worker"], env) for i in range(workers)]
     sup = Supervisor(children, grace_seconds=settings.shutdown_grace_seconds + 5)
     _stop_on_signals(sup.stop)
@@ -97,6 +105,7 @@ def up(workers: int) -> None:
         f"  Metrics:            {base}/metrics\n"
         f"  A token:            .venv/bin/haengbok token --role customer --subject alice\n"
         f"  Queues and lag:     .venv/bin/haengbok status\n"
+        f"  Payment provider:   {payment_url} (sandbox faults: PUT /admin/behaviour)\n"
         "Press Ctrl-C to stop everything.\n"
     )
     sup.run()
@@ -171,6 +180,32 @@ def worker(threads: int | None) -> None:
     click.echo(f"worker running (pid {os.getpid()}); SIGTERM or Ctrl-C to stop", err=True)
     stop.wait()
     proc.stop(timeout_seconds=settings.shutdown_grace_seconds)
+
+
+@main.command("payments-sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
+@click.option(
+    "--port", default=None, type=int, help="Port (default HAENGBOK_PAYMENT_SANDBOX_PORT)."
+)
+@click.option("--seed", default=None, type=int, help="Seed the injected faults (repeatable runs).")
+def payments_sandbox(host: str, port: int | None, seed: int | None) -> None:
+    """Serve the sandbox payment provider (state in memory: a restart forgets every charge)."""
+    import uvicorn
+
+    from api.server import DrainingServer
+    from haengbok.logs import configure_logging
+    from haengbok.payments.sandbox import create_sandbox_app
+    from haengbok.payments.sandbox_ledger import SandboxLedger
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    app = create_sandbox_app(SandboxLedger(seed))
+    config = uvicorn.Config(
+        app, host=host, port=port or settings.payment_sandbox_port, log_level="warning",
+        access_log=False,
+    )  # fmt: skip
+    # No drain window (nothing balances traffic to it), but the same clean exit 0 on SIGTERM.
+    DrainingServer(config, app, drain_seconds=0).run()
 
 
 @main.command()

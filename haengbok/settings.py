@@ -51,6 +51,15 @@ class Settings:
     drain_seconds: float = 0.0
     # Kubernetes kills a pod 30 s after SIGTERM; finish in-flight messages well before that.
     shutdown_grace_seconds: float = 20.0
+    # The payment provider (the sandbox that `haengbok up` starts, unless this is set).
+    payment_url: str = "http://127.0.0.1:8010"
+    payment_sandbox_port: int = 8010
+    payment_connect_timeout_seconds: float = 2.0
+    # Well below actor_time_limit_seconds: a slow provider must not get the handler killed.
+    payment_read_timeout_seconds: float = 5.0
+    # Consecutive failures that open the circuit, and how long it stays open before a trial.
+    payment_breaker_failures: int = 5
+    payment_breaker_cool_down_seconds: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,4 +81,12 @@ class Settings:
             log_json=env.get("HAENGBOK_LOG_JSON", "") in ("1", "true", "yes"),
             drain_seconds=_float("HAENGBOK_DRAIN_SECONDS", 0.0),
             shutdown_grace_seconds=_float("HAENGBOK_SHUTDOWN_GRACE_SECONDS", 20.0),
+            payment_url=env.get("HAENGBOK_PAYMENT_URL") or cls.payment_url,
+            payment_sandbox_port=_int("HAENGBOK_PAYMENT_SANDBOX_PORT", 8010),
+            payment_connect_timeout_seconds=_float("HAENGBOK_PAYMENT_CONNECT_TIMEOUT_SECONDS", 2.0),
+            payment_read_timeout_seconds=_float("HAENGBOK_PAYMENT_READ_TIMEOUT_SECONDS", 5.0),
+            payment_breaker_failures=_int("HAENGBOK_PAYMENT_BREAKER_FAILURES", 5),
+            payment_breaker_cool_down_seconds=_float(
+                "HAENGBOK_PAYMENT_BREAKER_COOL_DOWN_SECONDS", 30.0
+            ),
         )

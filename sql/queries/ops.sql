@@ -72,3 +72,18 @@ FROM outbox.event
 WHERE correlation_id = %(correlation_id)s
 ORDER BY position
 LIMIT %(limit)s
+
+-- name: circuit_breakers
+-- Breakers of calls to the outside world (ops.circuit_breaker); retry_in_seconds is how long
+-- callers (and the API's load shedding) still wait before the next attempt, by the database clock.
+SELECT name,
+       state,
+       failures,
+       opened_at,
+       next_attempt_at,
+       updated_at,
+       CASE WHEN state <> 'CLOSED'
+            THEN greatest(extract(epoch FROM next_attempt_at - now()), 0)::float8
+       END AS retry_in_seconds
+FROM ops.circuit_breaker
+ORDER BY name

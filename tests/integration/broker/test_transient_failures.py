@@ -10,6 +10,7 @@ import dramatiq
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from domain.payments import PaymentProtocolError, PaymentUnavailable
 from outbox.broker import PgmqBroker
 from outbox.errors import is_transient
 from outbox.parking import list_parked
@@ -25,6 +26,10 @@ class TestClassification:
         assert is_transient(PoolTimeout("couldn't get a connection after 10 sec"))
         assert not is_transient(psycopg.errors.QueryCanceled("statement timeout"))
         assert not is_transient(ValueError("bad payload"))
+
+    def test_an_outside_service_that_says_it_is_unavailable_is_transient(self) -> None:
+        assert is_transient(PaymentUnavailable("provider answered 503"))
+        assert not is_transient(PaymentProtocolError("idempotency key reused"))
 
 
 class TestTransientFailureRetries:

@@ -1,0 +1,269 @@
+"""Dining's command endpoints: HTTP in, a use case in one transaction, 202 + Location out.
+
+Every route goes through the platform's command runner, so ``Idempotency-Key`` and
+``Prefer: wait=N`` work on all of them. Rules live in the domain; these only translate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from litestar import Controller, Response, Router, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+
+from api.auth import Principal, Role, requires_roles
+from api.commands import CommandResult, CommandRunner, Resource
+from api.dining import reservations
+from api.dining.restaurants import register_restaurant
+from api.dining.schemas import (
+    RatingCreate,
+    RatingView,
+    ReservationCreate,
+    ReservationView,
+    RestaurantCreate,
+    RestaurantView,
+    VisitCreate,
+    resource,
+)
+from api.dining.services import get_reservation
+from api.dining.subscribers import DEPOSIT, RECOMMENDATION
+from api.openapi import COMMAND_RESPONSE_HEADERS, command_responses, problem_responses
+from api.shedding import refuse_when_overloaded
+from domain.dining.clock import Clock, utc_now
+from domain.dining.reservation import SETTLED, Reservation, VisitOutcome
+from outbox.envelope import Appended, MessageContext
+
+Conn = psycopg.AsyncConnection[Any]
+DINING = "/dining"
+RESERVATIONS = "/reservations"
+
+
+# Deposit or recommendation overloaded: stop taking reservations, tell the client to retry.
+# The restaurant's queue is left out on purpose: with the restaurant context down,
+# reservations are still taken, paid, and confirmed once it is back.
+_SHED_WHEN_OVERLOADED = refuse_when_overloaded(
+    breaker="payments", queues=[DEPOSIT, RECOMMENDATION], max_depth=1000, max_age_seconds=60
+)
+
+
+def _location(reservation_id: uuid.UUID) -> str:
+    return f"{DINING}{RESERVATIONS}/{reservation_id}"
+
+
+def _accepted(changed: tuple[Reservation, list[Appended]]) -> CommandResult:
+    reservation, appended = changed
+    view = resource(ReservationView.of(reservation))
+    return CommandResult(view, _location(reservation.reservation_id), appended)
+
+
+async def reservation_settled(conn: Conn, accepted: Resource) -> Resource | None:
+    """The reservation once the saga has decided it (confirmed, rejected...), else None."""
+    reservation = await get_reservation(conn, uuid.UUID(str(accepted["reservation_id"])))
+    if reservation is None or reservation.status not in SETTLED:
+        return None
+    return resource(ReservationView.of(reservation))
+
+
+class RestaurantCommands(Controller):
+    """Restaurant owners register their restaurants."""
+
+    path = "/restaurants"
+    tags = ["dining"]
+    guards = [requires_roles(Role.RESTAURANT_OWNER)]
+
+    @post(
+        "/",
+        operation_id="registerRestaurant",
+        responses=command_responses(),
+        status_code=202,
+        response_headers=COMMAND_RESPONSE_HEADERS,
+    )
+    async def register(
+        self,
+        data: JSONBody[RestaurantCreate],
+        principal: NamedDependency[Principal],
+        command_runner: NamedDependency[CommandRunner],
+    ) -> Response[RestaurantView]:
+        """Register a restaurant owned by the caller: its slots, seats and deposit."""
+
+        async def handle(conn: Conn, ctx: MessageContext) -> CommandResult:
+            restaurant, appended = await register_restaurant(
+                conn,
+                ctx,
+                owner=principal.subject,
+                name=data.name,
+                cuisine=data.cuisine,
+                slots=data.slots,
+                capacity_per_slot=data.capacity_per_slot,
+                deposit_amount=data.deposit_amount,
+            )
+            view = resource(RestaurantView.of(restaurant))
+            return CommandResult(view, f"{DINING}/restaurants/{restaurant.restaurant_id}", appended)
+
+        return await command_runner.run(handle)
+
+
+class ReservationCommands(Controller):
+    """Customers reserve, cancel and rate; owners record the visit."""
+
+    path = RESERVATIONS
+    tags = ["dining"]
+
+    @post(
+        "/",
+        operation_id="requestReservation",
+        guards=[requires_roles(Role.CUSTOMER), _SHED_WHEN_OVERLOADED],
+        responses=command_responses(settled=ReservationView),
+        status_code=202,
+        response_headers=COMMAND_RESPONSE_HEADERS,
+    )
+    async def request(
+        self,
+        data: JSONBody[ReservationCreate],
+        principal: NamedDependency[Principal],
+        command_runner: NamedDependency[CommandRunner],
+        dining_clock: NamedDependency[Clock],
+    ) -> Response[ReservationView]:
+        """Reserve a slot; the deposit is charged next. `Prefer: wait=N` answers with the
+        settled reservation (CONFIRMED or REJECTED) if that happens within N seconds."""
+
+        async def handle(conn: Conn, ctx: MessageContext) -> CommandResult:
+            return _accepted(
+                await reservations.request_reservation(
+                    conn,
+                    ctx,
+                    customer=principal.subject,
+                    restaurant_id=data.restaurant_id,
+                    date=data.date,
+                    slot=data.slot,
+                    party_size=data.party_size,
+                    now=dining_clock(),
+                )
+            )
+
+        return await command_runner.run(handle, settled=reservation_settled)
+
+    @post(
+        "/{reservation_id:uuid}/cancel",
+        operation_id="cancelReservation",
+        guards=[requires_roles(Role.CUSTOMER)],
+        responses={**command_responses(settled=ReservationView), **problem_responses(404)},
+        status_code=202,
+        response_headers=COMMAND_RESPONSE_HEADERS,
+    )
+    async def cancel(
+        self,
+        reservation_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        command_runner: NamedDependency[CommandRunner],
+        dining_clock: NamedDependency[Clock],
+    ) -> Response[ReservationView]:
+        """Cancel your reservation before its slot begins; the deposit is refunded, the seats
+        released and the recommendation entry deleted after the answer."""
+
+        async def handle(conn: Conn, ctx: MessageContext) -> CommandResult:
+            return _accepted(
+                await reservations.cancel_reservation(
+                    conn,
+                    ctx,
+                    reservation_id=reservation_id,
+                    customer=principal.subject,
+                    now=dining_clock(),
+                )
+            )
+
+        return await command_runner.run(handle, settled=reservation_settled)
+
+    @post(
+        "/{reservation_id:uuid}/visit",
+        operation_id="recordVisit",
+        guards=[requires_roles(Role.RESTAURANT_OWNER)],
+        responses={**command_responses(settled=ReservationView), **problem_responses(404)},
+        status_code=202,
+        response_headers=COMMAND_RESPONSE_HEADERS,
+    )
+    async def visit(
+        self,
+        reservation_id: FromPath[uuid.UUID],
+        data: JSONBody[VisitCreate],
+        principal: NamedDependency[Principal],
+        command_runner: NamedDependency[CommandRunner],
+        dining_clock: NamedDependency[Clock],
+    ) -> Response[ReservationView]:
+        """Record whether the party came (COMPLETED) or not (NO_SHOW: the deposit is kept)."""
+
+        async def handle(conn: Conn, ctx: MessageContext) -> CommandResult:
+            return _accepted(
+                await reservations.record_visit(
+                    conn,
+                    ctx,
+                    reservation_id=reservation_id,
+                    owner=principal.subject,
+                    outcome=VisitOutcome(data.outcome),
+                    now=dining_clock(),
+                )
+            )
+
+        return await command_runner.run(handle, settled=reservation_settled)
+
+    @post(
+        "/{reservation_id:uuid}/rating",
+        operation_id="rateReservation",
+        guards=[requires_roles(Role.CUSTOMER)],
+        responses={**command_responses(), **problem_responses(404)},
+        status_code=202,
+        response_headers=COMMAND_RESPONSE_HEADERS,
+    )
+    async def rate(
+        self,
+        reservation_id: FromPath[uuid.UUID],
+        data: JSONBody[RatingCreate],
+        principal: NamedDependency[Principal],
+        command_runner: NamedDependency[CommandRunner],
+        dining_clock: NamedDependency[Clock],
+    ) -> Response[RatingView]:
+        """Rate your visit 1 to 5, once."""
+
+        async def handle(conn: Conn, ctx: MessageContext) -> CommandResult:
+            reservation, appended = await reservations.rate_reservation(
+                conn,
+                ctx,
+                reservation_id=reservation_id,
+                customer=principal.subject,
+                score=data.score,
+                comment=data.comment,
+                now=dining_clock(),
+            )
+            view = RatingView(
+                reservation_id=reservation_id,
+                restaurant_id=reservation.restaurant_id,
+                score=data.score,
+                comment=data.comment,
+            )
+            return CommandResult(resource(view), _location(reservation_id), appended)
+
+        return await command_runner.run(handle)
+
+
+COMMAND_CONTROLLERS: tuple[type[Controller], ...] = (RestaurantCommands, ReservationCommands)
+
+
+def controllers(
+    clock: Clock = utc_now, *, alongside: Sequence[type[Controller]] = ()
+) -> list[Router]:
+    """Dining's command routes under ``/dining``; tests pass a clock they control.
+
+    ``alongside`` puts other controllers (the query side's) in the same router: Litestar
+    refuses two route layers that share a path, as GET and POST ``/dining/restaurants`` do.
+    """
+    return [
+        Router(
+            path=DINING,
+            route_handlers=[*COMMAND_CONTROLLERS, *alongside],
+            dependencies={"dining_clock": Provide(lambda: clock, sync_to_thread=False)},
+        )
+    ]

@@ -1,0 +1,62 @@
+"""Read-your-writes for Dining's queries: wait (bounded) for the read models a view reads.
+
+A command answers with ``X-Log-Position``; a query given it as ``min_position`` waits until
+every projection behind the view has passed that position, sharing one deadline
+(``settings.read_wait_max_seconds``). Running out of time is not an error: the query answers
+from the read model as it is and says so in ``X-Read-Model-Stale: true``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import psycopg
+from litestar.datastructures import ResponseHeader
+from litestar.params import QueryParameter
+
+from projections.waiting import wait_for_position_async
+
+STALE_HEADER = "X-Read-Model-Stale"
+
+MinPosition = Annotated[
+    int | None,
+    QueryParameter(
+        name="min_position",
+        ge=1,
+        description="A command's `X-Log-Position`: wait (bounded) until this view reflects it",
+    ),
+]
+
+STALE_RESPONSE_HEADERS = [
+    ResponseHeader(
+        name=STALE_HEADER,
+        documentation_only=True,
+        description="`true` when `min_position` was not reached in time: the answer may not "
+        "show that write yet; retry with the same `min_position`",
+    )
+]
+
+
+async def caught_up(
+    conn: psycopg.AsyncConnection[Any],
+    projections: Sequence[str],
+    min_position: int | None,
+    timeout: float,  # noqa: ASYNC109 - a timeout is an answer (stale), not a cancellation
+) -> bool:
+    """True once every one of ``projections`` passed ``min_position`` (at once if None)."""
+    if min_position is None:
+        return True
+    deadline = time.monotonic() + timeout
+    for name in projections:
+        remaining = max(0.0, deadline - time.monotonic())
+        # A zero remainder still checks once: a projection already there is not stale.
+        if not await wait_for_position_async(conn, name, min_position, remaining):
+            return False
+    return True
+
+
+def stale_headers(fresh: bool) -> dict[str, str]:
+    """The header that tells a client its write may not show yet."""
+    return {} if fresh else {STALE_HEADER: "true"}

@@ -1,0 +1,292 @@
+"""Dining's query endpoints: restaurants, reservations, the customer center, recommendations.
+
+Reservation state is read from the customer center read model and recommendations from the
+recommendation views (CQRS), never from the write side's aggregates; only the restaurant
+catalogue, which has no projection, comes from the restaurant context's query functions
+(``api.dining.services``). Every GET takes ``min_position`` for read-your-writes (see
+``api.dining.freshness``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import psycopg
+from litestar import Controller, Response, Router, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, QueryParameter
+
+from api.auth import Principal, Role, requires_roles
+from api.dining import services, views
+from api.dining.freshness import STALE_RESPONSE_HEADERS, MinPosition, caught_up, stale_headers
+from api.dining.query_schemas import (
+    DepositState,
+    RecommendationList,
+    ReservationPage,
+    ReservationState,
+    RestaurantPage,
+    TimelinePage,
+)
+from api.dining.schemas import RestaurantView
+from api.openapi import problem_responses
+from api.problems import problem
+from haengbok.settings import Settings
+from projections.dining.customer_reservations import CustomerReservations
+from projections.dining.customer_timeline import CustomerTimeline
+from projections.dining.recommendation_views import RecommendationEntries, RestaurantRatings
+
+AsyncConn = NamedDependency[psycopg.AsyncConnection[Any]]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size")]
+Offset = Annotated[int, QueryParameter(ge=0, description="Items to skip")]
+DINING = "/dining"
+
+_RESERVATIONS = (CustomerReservations().name,)
+_TIMELINE = (CustomerTimeline().name, CustomerReservations().name)
+_RECOMMENDATIONS = (RestaurantRatings().name, RecommendationEntries().name)
+
+
+async def _provide_rating_prior(settings: NamedDependency[Settings]) -> views.RatingPrior:
+    return views.RatingPrior.from_settings(settings)
+
+
+def _not_found(what: str, ident: uuid.UUID, fresh: bool) -> Exception:
+    return problem(
+        404, f"{what}-not-found", detail=f"No {what} {ident}.", headers=stale_headers(fresh)
+    )
+
+
+async def _readable_reservation(
+    conn: psycopg.AsyncConnection[Any], principal: Principal, reservation_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """The reservation's row if the caller may read it: its customer, or the restaurant's owner.
+
+    Anyone else gets None, exactly as for a reservation that does not exist, so a reservation
+    id reveals nothing about other customers.
+    """
+    row = await views.reservation_row(conn, reservation_id)
+    if row is None:
+        return None
+    if Role.CUSTOMER in principal.roles and row["customer"] == principal.subject:
+        return row
+    if Role.RESTAURANT_OWNER in principal.roles and row["restaurant_id"] is not None:
+        restaurant = await services.get_restaurant(conn, row["restaurant_id"])
+        if restaurant is not None and restaurant.owner == principal.subject:
+            return row
+    return None
+
+
+class RestaurantQueries(Controller):
+    """The restaurant catalogue, for every signed-in caller."""
+
+    path = "/restaurants"
+    tags = ["dining"]
+
+    @get("/", operation_id="listRestaurants", responses=problem_responses(400, 401, 503))
+    async def list_restaurants(
+        self,
+        db_conn: AsyncConn,
+        cuisine: Annotated[str | None, QueryParameter(description="Only this cuisine")] = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> RestaurantPage:
+        """Restaurants by name with their slots, seats per slot and deposit.
+
+        Read from the restaurant context's own query functions: a registration is visible
+        when its command returns, so ``min_position`` is always reached already."""
+        # One more than the page tells whether another page follows, without counting.
+        found = await services.list_restaurants(
+            db_conn, cuisine=cuisine, limit=limit + 1, offset=offset
+        )
+        return RestaurantPage(
+            items=[RestaurantView.of(r) for r in found[:limit]],
+            limit=limit,
+            offset=offset,
+            next_offset=offset + limit if len(found) > limit else None,
+        )
+
+    @get(
+        "/{restaurant_id:uuid}",
+        operation_id="getRestaurant",
+        responses=problem_responses(400, 401, 404, 503),
+    )
+    async def get_restaurant(
+        self,
+        db_conn: AsyncConn,
+        restaurant_id: FromPath[uuid.UUID],
+        min_position: MinPosition = None,
+    ) -> RestaurantView:
+        """One restaurant's offer."""
+        found = await services.get_restaurant(db_conn, restaurant_id)
+        if found is None:
+            raise _not_found("restaurant", restaurant_id, fresh=True)
+        return RestaurantView.of(found)
+
+
+class ReservationQueries(Controller):
+    """One reservation, for its customer or the restaurant's owner."""
+
+    path = "/reservations"
+    tags = ["dining"]
+    guards = [requires_roles(Role.CUSTOMER, Role.RESTAURANT_OWNER)]
+
+    @get(
+        "/{reservation_id:uuid}",
+        operation_id="getReservation",
+        responses=problem_responses(400, 401, 403, 404, 503),
+        response_headers=STALE_RESPONSE_HEADERS,
+    )
+    async def get_reservation(
+        self,
+        db_conn: AsyncConn,
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+        reservation_id: FromPath[uuid.UUID],
+        min_position: MinPosition = None,
+    ) -> Response[ReservationState]:
+        """The reservation's status, deposit, restaurant answer, recommendation and rating."""
+        fresh = await caught_up(
+            db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
+        )
+        row = await _readable_reservation(db_conn, principal, reservation_id)
+        if row is None:
+            raise _not_found("reservation", reservation_id, fresh)
+        return Response(views.reservation_view(row), headers=stale_headers(fresh))
+
+    @get(
+        "/{reservation_id:uuid}/deposit",
+        operation_id="getReservationDeposit",
+        responses=problem_responses(400, 401, 403, 404, 503),
+        response_headers=STALE_RESPONSE_HEADERS,
+    )
+    async def get_deposit(
+        self,
+        db_conn: AsyncConn,
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+        reservation_id: FromPath[uuid.UUID],
+        min_position: MinPosition = None,
+    ) -> Response[DepositState]:
+        """The deposit's payment status: null until paid or failed, then PAID, FAILED,
+        REFUNDED or FORFEITED."""
+        fresh = await caught_up(
+            db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
+        )
+        row = await _readable_reservation(db_conn, principal, reservation_id)
+        if row is None:
+            raise _not_found("reservation", reservation_id, fresh)
+        return Response(views.deposit_of(row), headers=stale_headers(fresh))
+
+
+class CustomerCenter(Controller):
+    """My reservations and my timeline (customers see only their own)."""
+
+    path = "/customer-center"
+    tags = ["dining"]
+    guards = [requires_roles(Role.CUSTOMER)]
+
+    @get(
+        "/reservations",
+        operation_id="listMyReservations",
+        responses=problem_responses(400, 401, 403, 503),
+        response_headers=STALE_RESPONSE_HEADERS,
+    )
+    async def my_reservations(
+        self,
+        db_conn: AsyncConn,
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+        limit: Limit = 20,
+        offset: Offset = 0,
+        min_position: MinPosition = None,
+    ) -> Response[ReservationPage]:
+        """My reservations, newest first."""
+        fresh = await caught_up(
+            db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
+        )
+        page = await views.customer_reservations(
+            db_conn, principal.subject, limit=limit, offset=offset
+        )
+        return Response(page, headers=stale_headers(fresh))
+
+    @get(
+        "/timeline",
+        operation_id="getMyTimeline",
+        responses=problem_responses(400, 401, 403, 404, 503),
+        response_headers=STALE_RESPONSE_HEADERS,
+    )
+    async def my_timeline(
+        self,
+        db_conn: AsyncConn,
+        principal: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+        reservation_id: Annotated[
+            uuid.UUID | None, QueryParameter(description="Only this reservation of mine")
+        ] = None,
+        after: Annotated[
+            int, QueryParameter(ge=0, description="Entries after this log position")
+        ] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size")] = 100,
+        min_position: MinPosition = None,
+    ) -> Response[TimelinePage]:
+        """Everything that happened to my reservations (events, and the commands between
+        contexts), in log order."""
+        fresh = await caught_up(db_conn, _TIMELINE, min_position, settings.read_wait_max_seconds)
+        if reservation_id is not None:
+            row = await views.reservation_row(db_conn, reservation_id)
+            if row is None or row["customer"] != principal.subject:
+                raise _not_found("reservation", reservation_id, fresh)
+        page = await views.customer_timeline(
+            db_conn, principal.subject, reservation_id, after=after, limit=limit
+        )
+        return Response(page, headers=stale_headers(fresh))
+
+
+class RecommendationQueries(Controller):
+    """Restaurants ranked by rating, for every signed-in caller."""
+
+    path = "/recommendations"
+    tags = ["dining"]
+    dependencies = {"rating_prior": Provide(_provide_rating_prior)}
+
+    @get(
+        "/",
+        operation_id="listRecommendations",
+        responses=problem_responses(400, 401, 503),
+        response_headers=STALE_RESPONSE_HEADERS,
+    )
+    async def ranking(
+        self,
+        db_conn: AsyncConn,
+        settings: NamedDependency[Settings],
+        rating_prior: NamedDependency[views.RatingPrior],
+        limit: Annotated[int, QueryParameter(ge=1, le=100, description="Top this many")] = 10,
+        min_position: MinPosition = None,
+    ) -> Response[RecommendationList]:
+        """Restaurants by Bayesian average rating, (C*m + sum) / (C + count): C imaginary
+        ratings of m keep one 5-star review from topping the list. Ties: more ratings first."""
+        fresh = await caught_up(
+            db_conn, _RECOMMENDATIONS, min_position, settings.read_wait_max_seconds
+        )
+        items = await views.ranking(db_conn, rating_prior, limit=limit)
+        body = RecommendationList(
+            prior_mean=rating_prior.mean, prior_weight=rating_prior.weight, items=items
+        )
+        return Response(body, headers=stale_headers(fresh))
+
+
+# Paths are relative to /dining. Litestar refuses two route layers that share a path (each
+# brings its own OPTIONS handler), and GET and POST /dining/restaurants are such a pair: where
+# the command controllers are served too, these belong in the same /dining router as them.
+QUERY_CONTROLLERS: tuple[type[Controller], ...] = (
+    RestaurantQueries,
+    ReservationQueries,
+    CustomerCenter,
+    RecommendationQueries,
+)
+
+
+def controllers() -> list[Router]:
+    """Dining's query controllers on their own under ``/dining`` (see ``QUERY_CONTROLLERS``)."""
+    return [Router(path=DINING, route_handlers=list(QUERY_CONTROLLERS))]

@@ -1,0 +1,172 @@
+"""The reservation context's use cases: request, cancel, visit and rating (HTTP), and the
+saga's commands (deposit paid, confirm, reject). Writes only the ``reservation`` schema.
+
+Every change locks the reservation's row first, so a customer's cancel and a saga command
+never interleave; whichever commits first wins and the other sees its result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import psycopg
+import structlog
+
+from api.dining.rows import reservation_from_row
+from api.dining.services import get_restaurant
+from api.dining.storage import constraint_errors, emit, one, one_async, record
+from domain.dining.errors import ReservationNotFound, ReservationNotPossible
+from domain.dining.messages import ConfirmReservation, RecordDepositPaid, RejectReservation
+from domain.dining.reservation import Reservation, VisitOutcome
+from domain.messages import Event
+from outbox.consumers import HandlerContext
+from outbox.envelope import Appended, Envelope, MessageContext
+from sql import query
+
+log = structlog.get_logger("dining.reservation")
+
+Changed = tuple[Reservation, list[Appended]]
+
+
+def _status(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_id": reservation.reservation_id,
+        "status": reservation.status.value,
+        "status_reason": reservation.status_reason,
+    }
+
+
+async def request_reservation(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: MessageContext,
+    *,
+    customer: str,
+    restaurant_id: uuid.UUID,
+    date: dt.date,
+    slot: str,
+    party_size: int,
+    now: dt.datetime,
+) -> Changed:
+    """A PENDING reservation and its ReservationRequested (which starts the saga)."""
+    restaurant = await get_restaurant(conn, restaurant_id)
+    if restaurant is None:
+        raise ReservationNotPossible(f"there is no restaurant {restaurant_id}")
+    reservation, requested = Reservation.request(
+        uuid.uuid4(), customer, restaurant, date, slot, party_size, now
+    )
+    await conn.execute(
+        query("dining.insert_reservation"),
+        {
+            **_status(reservation),
+            "customer": customer,
+            "restaurant_id": restaurant.restaurant_id,
+            "restaurant_name": restaurant.name,
+            "date": date,
+            "slot": slot,
+            "party_size": party_size,
+            "deposit_amount": reservation.deposit_amount,
+        },
+    )
+    return reservation, await record(conn, ctx, [requested])
+
+
+async def _customers(
+    conn: psycopg.AsyncConnection[Any], reservation_id: uuid.UUID, customer: str
+) -> Reservation:
+    row = await one_async(conn, "dining.lock_reservation", reservation_id=reservation_id)
+    if row is None or row["customer"] != customer:
+        raise ReservationNotFound(f"you have no reservation {reservation_id}")
+    return reservation_from_row(row)
+
+
+async def _save(
+    conn: psycopg.AsyncConnection[Any], ctx: MessageContext, r: Reservation, event: Event
+) -> Changed:
+    await conn.execute(query("dining.save_reservation_status"), _status(r))
+    return r, await record(conn, ctx, [event])
+
+
+async def cancel_reservation(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: MessageContext,
+    *,
+    reservation_id: uuid.UUID,
+    customer: str,
+    now: dt.datetime,
+) -> Changed:
+    """The customer cancels their own reservation; the saga then undoes what was done."""
+    reservation = await _customers(conn, reservation_id, customer)
+    return await _save(conn, ctx, reservation, reservation.cancel(now))
+
+
+async def record_visit(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: MessageContext,
+    *,
+    reservation_id: uuid.UUID,
+    owner: str,
+    outcome: VisitOutcome,
+    now: dt.datetime,
+) -> Changed:
+    """The owner of the reservation's restaurant says whether the party came."""
+    row = await one_async(conn, "dining.lock_reservation", reservation_id=reservation_id)
+    restaurant = None if row is None else await get_restaurant(conn, row["restaurant_id"])
+    if row is None or restaurant is None or restaurant.owner != owner:
+        raise ReservationNotFound(f"none of your restaurants has a reservation {reservation_id}")
+    reservation = reservation_from_row(row)
+    return await _save(conn, ctx, reservation, reservation.record_visit(outcome, now))
+
+
+async def rate_reservation(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: MessageContext,
+    *,
+    reservation_id: uuid.UUID,
+    customer: str,
+    score: int,
+    comment: str | None,
+    now: dt.datetime,
+) -> Changed:
+    """The customer rates the visit, once (the rating's primary key also says so)."""
+    reservation = await _customers(conn, reservation_id, customer)
+    rated = reservation.rate(score, comment, now)
+    with constraint_errors({"rating_pkey": "this reservation is already rated"}):
+        async with conn.transaction():
+            await conn.execute(
+                query("dining.insert_rating"),
+                {"reservation_id": reservation_id, "score": score, "comment": comment},
+            )
+    return reservation, await record(conn, ctx, [rated])
+
+
+# -- the saga's commands ---------------------------------------------------------------------
+
+_SAGA_COMMANDS: dict[str, Callable[[Reservation, Mapping[str, Any]], Event]] = {
+    RecordDepositPaid.TYPE: lambda r, _: r.record_deposit_paid(),
+    ConfirmReservation.TYPE: lambda r, _: r.confirm(),
+    RejectReservation.TYPE: lambda r, payload: r.reject(
+        RejectReservation.from_payload(payload).reason
+    ),
+}
+
+
+def handle_saga_command(ctx: HandlerContext, env: Envelope) -> None:
+    """The reservation context's subscriber: RecordDepositPaid, ConfirmReservation and
+    RejectReservation. A command that arrives after the customer cancelled changes nothing: the
+    saga learns of the cancel from ReservationCancelled and undoes its own steps."""
+    change = _SAGA_COMMANDS.get(env.type)
+    if change is None:
+        return
+    row = one(ctx.conn, "dining.lock_reservation", reservation_id=env.payload["reservation_id"])
+    if row is None:
+        raise ReservationNotFound(f"no reservation {env.payload['reservation_id']}")
+    reservation = reservation_from_row(row)
+    if reservation.is_closed:
+        log.info("command_for_closed_reservation", command=env.type, status=reservation.status)
+        return
+    event = change(reservation, env.payload)
+    ctx.conn.execute(query("dining.save_reservation_status"), _status(reservation))
+    emit(ctx, event)

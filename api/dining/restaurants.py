@@ -1,0 +1,110 @@
+"""The restaurant context's use cases: registering a restaurant (HTTP) and seating or releasing
+a reservation (saga commands). Writes only the ``restaurant`` schema."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import structlog
+
+from api.dining.rows import booking_from_row
+from api.dining.storage import constraint_errors, emit, one, record
+from domain.dining.errors import NoSeatsLeft
+from domain.dining.messages import AcceptReservation, ReleaseReservation
+from domain.dining.restaurant import Booking, BookingStatus, Restaurant, refuse
+from outbox.consumers import HandlerContext
+from outbox.envelope import Appended, Envelope, MessageContext
+from sql import query
+
+log = structlog.get_logger("dining.restaurant")
+
+
+async def register_restaurant(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: MessageContext,
+    *,
+    owner: str,
+    name: str,
+    cuisine: str,
+    slots: Sequence[str],
+    capacity_per_slot: int,
+    deposit_amount: int,
+) -> tuple[Restaurant, list[Appended]]:
+    """Store a new restaurant and its RestaurantRegistered event (one transaction)."""
+    restaurant, registered = Restaurant.register(
+        uuid.uuid4(), owner, name, cuisine, slots, capacity_per_slot, deposit_amount
+    )
+    await conn.execute(
+        query("dining.insert_restaurant"),
+        {
+            "restaurant_id": restaurant.restaurant_id,
+            "owner": restaurant.owner,
+            "name": restaurant.name,
+            "cuisine": restaurant.cuisine,
+            "slots": list(restaurant.slots),
+            "capacity_per_slot": restaurant.capacity_per_slot,
+            "deposit_amount": restaurant.deposit_amount,
+        },
+    )
+    return restaurant, await record(conn, ctx, [registered])
+
+
+def accept_reservation(ctx: HandlerContext, command: AcceptReservation) -> None:
+    """Seat the party if the slot still has room, else refuse; an accepted one stays so."""
+    conn = ctx.conn
+    if one(conn, "dining.lock_booking", reservation_id=command.reservation_id) is not None:
+        return  # already seated by an earlier command for this reservation
+    booking = Booking(
+        command.reservation_id,
+        command.restaurant_id,
+        command.date,
+        command.slot,
+        command.party_size,
+    )
+    params = {
+        "reservation_id": booking.reservation_id,
+        "restaurant_id": booking.restaurant_id,
+        "date": booking.date,
+        "slot": booking.slot,
+        "party_size": booking.party_size,
+    }
+    full = f"no seats left for {booking.party_size} at {booking.slot} on {booking.date}"
+    try:
+        # A savepoint: a full slot undoes only the seat count, the refusal still commits.
+        with constraint_errors({"slot_booking_capacity": full}), conn.transaction():
+            taken = one(conn, "dining.take_seats", **params)
+    except NoSeatsLeft as exc:
+        emit(ctx, refuse(booking.reservation_id, booking.restaurant_id, str(exc)))
+        return
+    if taken is None:
+        reason = f"the restaurant does not offer the {booking.slot} slot"
+        emit(ctx, refuse(booking.reservation_id, booking.restaurant_id, reason))
+        return
+    conn.execute(query("dining.insert_booking"), params)
+    log.info("seats_taken", seats_taken=taken["seats_taken"], capacity=taken["capacity"])
+    emit(ctx, booking.accepted())
+
+
+def release_reservation(ctx: HandlerContext, command: ReleaseReservation) -> None:
+    """Give the seats back; a booking that is already released (or never was) stays as is."""
+    row = one(ctx.conn, "dining.lock_booking", reservation_id=command.reservation_id)
+    if row is None:
+        log.warning("release_of_unknown_booking", reservation_id=str(command.reservation_id))
+        return
+    booking = booking_from_row(row)
+    if booking.status is BookingStatus.RELEASED:
+        return
+    released = booking.release()
+    ctx.conn.execute(query("dining.release_booking"), {"reservation_id": booking.reservation_id})
+    emit(ctx, released)
+
+
+def handle_booking_command(ctx: HandlerContext, env: Envelope) -> None:
+    """The restaurant context's subscriber: AcceptReservation and ReleaseReservation."""
+    if env.type == AcceptReservation.TYPE:
+        accept_reservation(ctx, AcceptReservation.from_payload(env.payload))
+    elif env.type == ReleaseReservation.TYPE:
+        release_reservation(ctx, ReleaseReservation.from_payload(env.payload))

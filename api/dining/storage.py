@@ -1,0 +1,103 @@
+"""How Dining's application code talks to PostgreSQL: named queries into dict rows, event
+appends that survive stream-version races, and constraint violations as domain errors.
+
+Why appends are retried: a saga sends its commands on the streams of the contexts it drives
+(``reservation-<id>``, ``deposit-<id>``...), and those contexts append their own events to the
+same streams, from other transactions. Two appends to one stream at once collide on the
+stream's version, not on anything the business cares about: the caller already holds the
+aggregate's row lock. The losing INSERT fails only after the winner committed, so appending
+again in a fresh savepoint sees the new head and succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from domain.dining.errors import AlreadyRated, DiningError, NoSeatsLeft
+from domain.messages import Message
+from outbox.consumers import HandlerContext
+from outbox.envelope import Appended, MessageContext, NewMessage
+from outbox.log import ConcurrencyConflict, append_async
+from sql import query
+
+Row = dict[str, Any]
+APPEND_ATTEMPTS = 3
+# Constraint name -> the domain error it means (the one place that knows constraint names).
+_CONSTRAINT_ERRORS: dict[str, type[DiningError]] = {
+    "slot_booking_capacity": NoSeatsLeft,
+    "rating_pkey": AlreadyRated,
+}
+
+
+def _new(message: Message) -> NewMessage:
+    # outbox.sagas.to_new_message does the same for commands only; events go through here.
+    return NewMessage(message.TYPE, message.stream(), message.payload(), kind=message.KIND)
+
+
+def one(conn: psycopg.Connection[Any], name: str, **params: Any) -> Row | None:
+    """First row of a named query, as a dict."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query(name), params).fetchone()
+
+
+async def one_async(conn: psycopg.AsyncConnection[Any], name: str, **params: Any) -> Row | None:
+    """``one`` for the API's async connections."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params)
+        return await cur.fetchone()
+
+
+async def all_async(conn: psycopg.AsyncConnection[Any], name: str, **params: Any) -> list[Row]:
+    """Every row of a named query, as dicts."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query(name), params)
+        return await cur.fetchall()
+
+
+def emit(ctx: HandlerContext, *messages: Message) -> None:
+    """Append what a message handler caused, in its transaction (see the module docstring)."""
+    attempt = 1
+    while True:
+        try:
+            with ctx.conn.transaction():
+                ctx.emit(*(_new(m) for m in messages))
+                return
+        except ConcurrencyConflict:
+            if attempt == APPEND_ATTEMPTS:
+                raise
+            attempt += 1
+
+
+async def record(
+    conn: psycopg.AsyncConnection[Any], ctx: MessageContext, messages: Sequence[Message]
+) -> list[Appended]:
+    """Append what an HTTP command caused, in its transaction (see the module docstring)."""
+    attempt = 1
+    while True:
+        try:
+            async with conn.transaction():
+                return await append_async(conn, [_new(m) for m in messages], ctx)
+        except ConcurrencyConflict:
+            if attempt == APPEND_ATTEMPTS:
+                raise
+            attempt += 1
+
+
+@contextmanager
+def constraint_errors(messages: Mapping[str, str]) -> Iterator[None]:
+    """Turn a violated constraint named in ``messages`` into its domain error with that text.
+
+    Wrap a savepoint (``conn.transaction()``) in it, so the enclosing transaction survives.
+    """
+    try:
+        yield
+    except psycopg.errors.IntegrityError as exc:
+        name = exc.diag.constraint_name
+        if name is None or name not in messages:
+            raise
+        raise _CONSTRAINT_ERRORS[name](messages[name]) from exc

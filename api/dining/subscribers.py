@@ -1,0 +1,72 @@
+"""Dining's message subscribers: the reservation saga and each context's command handler.
+
+Each context has a queue of its own, so one that is down (or slow) holds back only its own
+messages: with the restaurant's subscriber stopped, reservations are still paid and wait in
+``dining_restaurant`` until it is back.
+"""
+
+from __future__ import annotations
+
+from api.dining.deposits import RefundDeclined, deposit_handler
+from api.dining.recommendations import handle_entry_command
+from api.dining.reservations import handle_saga_command
+from api.dining.restaurants import handle_booking_command
+from domain.dining.clock import Clock, utc_now
+from domain.dining.messages import (
+    AcceptReservation,
+    ConfirmReservation,
+    DeleteRecommendationEntry,
+    ForfeitDeposit,
+    RecordDepositPaid,
+    RefundDeposit,
+    RegisterRecommendationEntry,
+    RejectReservation,
+    ReleaseReservation,
+    TakeDeposit,
+)
+from domain.dining.saga import DEFAULT_STEP_DEADLINE_MS, ReservationSaga
+from domain.payments import PaymentProtocolError, PaymentProvider
+from outbox.consumers import Subscriber
+from outbox.sagas import SagaRunner
+
+RESTAURANT = "dining_restaurant"
+RESERVATION = "dining_reservation"
+DEPOSIT = "dining_deposit"
+RECOMMENDATION = "dining_recommendation"
+SAGA = f"saga_{ReservationSaga.saga_type}"
+
+
+def subscribers(
+    payment_provider: PaymentProvider,
+    *,
+    step_deadline_ms: int = DEFAULT_STEP_DEADLINE_MS,
+    clock: Clock = utc_now,
+) -> list[Subscriber]:
+    """Every Dining subscriber; ``payment_provider`` is the real client or a fake."""
+    saga = ReservationSaga(step_deadline_ms=step_deadline_ms, clock=clock)
+    return [
+        SagaRunner(saga).subscriber(),
+        Subscriber(
+            RESTAURANT,
+            frozenset({AcceptReservation.TYPE, ReleaseReservation.TYPE}),
+            handle_booking_command,
+        ),
+        Subscriber(
+            RESERVATION,
+            frozenset({RecordDepositPaid.TYPE, ConfirmReservation.TYPE, RejectReservation.TYPE}),
+            handle_saga_command,
+        ),
+        Subscriber(
+            DEPOSIT,
+            frozenset({TakeDeposit.TYPE, RefundDeposit.TYPE, ForfeitDeposit.TYPE}),
+            deposit_handler(payment_provider),
+            # Retrying cannot fix these: park the message with its reason for an operator.
+            # (PaymentUnavailable is transient: retried without using up attempts.)
+            actor_options={"throws": (PaymentProtocolError, RefundDeclined)},
+        ),
+        Subscriber(
+            RECOMMENDATION,
+            frozenset({RegisterRecommendationEntry.TYPE, DeleteRecommendationEntry.TYPE}),
+            handle_entry_command,
+        ),
+    ]

@@ -1,0 +1,189 @@
+"""Load shedding: refuse new work at the door (503, ``Retry-After``, a problem detail that says
+to retry later) while a dependency it needs is down or a queue it feeds is backed up.
+
+The check runs before a command touches anything, so a refused request leaves nothing behind.
+It reads the shared state the workers maintain: the circuit breaker row
+(``ops.circuit_breaker``, written by ``haengbok.payments.breaker``) and pgmq's queue metrics.
+Readings are cached per ``LoadShedder`` for ``ttl_seconds`` (one second by default), so under
+load the check costs one small query per second per API process, not one per request; the
+price is that the API notices an opened or closed circuit up to a second late.
+
+A circuit refuses work only until its ``next_attempt_at``: after the cool-down, requests are
+taken again so that a deposit can make the trial call that closes the circuit (refusing until
+the circuit closes would wait forever for a call that never comes).
+
+Dining command routes use ``refuse_when_overloaded(...)`` as a guard, or call
+``await load_shedder.ensure_accepting(db_pool, ...)`` with the ``load_shedder`` dependency
+(``provide_load_shedder``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from litestar import Litestar, Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from api.problems import TemporarilyUnavailable
+from sql import query
+
+Database = AsyncConnectionPool[Any] | psycopg.AsyncConnection[Any]
+DEFAULT_RETRY_AFTER_SECONDS = 5
+_STATE_KEY = "load_shedder"
+
+
+@dataclass(frozen=True, slots=True)
+class _Breaker:
+    refusing_until: float  # on the shedder's monotonic clock; in the past when accepting
+
+
+@dataclass(frozen=True, slots=True)
+class _Queue:
+    name: str
+    depth: int
+    oldest_age_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    breaker: _Breaker | None
+    queues: tuple[_Queue, ...]
+    expires: float
+
+
+class LoadShedder:
+    """Decides whether to take new work; one per app (``shedder_for(app)``), safe to share
+    between the requests of one event loop."""
+
+    def __init__(
+        self, *, ttl_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._readings: dict[tuple[str | None, tuple[str, ...]], _Reading] = {}
+        self._lock = asyncio.Lock()
+
+    async def ensure_accepting(
+        self,
+        db: Database,
+        *,
+        breaker: str | None = "payments",
+        queues: Sequence[str] = (),
+        max_depth: int | None = None,
+        max_age_seconds: float | None = None,
+        retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS,
+    ) -> None:
+        """Raise ``TemporarilyUnavailable`` when the ``breaker`` refuses calls, or when one of
+        ``queues`` holds more than ``max_depth`` messages or has one older than
+        ``max_age_seconds``; return when the work may go ahead."""
+        check_queues = tuple(sorted(queues)) if (max_depth, max_age_seconds) != (None, None) else ()
+        reading = await self._reading(db, breaker, check_queues)
+        now = self._clock()
+        if reading.breaker is not None and reading.breaker.refusing_until > now:
+            wait = max(1, math.ceil(reading.breaker.refusing_until - now))
+            raise TemporarilyUnavailable(
+                f"The {breaker} service is unavailable at the moment, so this request was "
+                f"refused and nothing was done. Retry in {wait} seconds.",
+                retry_after_seconds=wait,
+            )
+        for q in reading.queues:
+            too_deep = max_depth is not None and q.depth > max_depth
+            too_old = max_age_seconds is not None and q.oldest_age_seconds > max_age_seconds
+            if too_deep or too_old:
+                raise TemporarilyUnavailable(
+                    "The system is working through a backlog, so this request was refused and "
+                    f"nothing was done. Retry in {retry_after_seconds} seconds.",
+                    retry_after_seconds=retry_after_seconds,
+                )
+
+    async def _reading(
+        self, db: Database, breaker: str | None, queues: tuple[str, ...]
+    ) -> _Reading:
+        key = (breaker, queues)
+        cached = self._readings.get(key)
+        if cached is not None and cached.expires > self._clock():
+            return cached
+        # One reader at a time: when the reading expires, concurrent requests wait for it
+        # instead of all querying the database at once.
+        async with self._lock:
+            cached = self._readings.get(key)
+            if cached is not None and cached.expires > self._clock():
+                return cached
+            if isinstance(db, AsyncConnectionPool):
+                async with db.connection() as conn:
+                    reading = await self._read(conn, breaker, queues)
+            else:
+                reading = await self._read(db, breaker, queues)
+            self._readings[key] = reading
+            return reading
+
+    async def _read(
+        self, conn: psycopg.AsyncConnection[Any], breaker: str | None, queues: tuple[str, ...]
+    ) -> _Reading:
+        read_at = self._clock()
+        found_breaker = None
+        found_queues: tuple[_Queue, ...] = ()
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            if breaker is not None:
+                await cur.execute(query("shedding.breaker"), {"name": breaker})
+                row = await cur.fetchone()
+                # No row: the breaker was never used, so it never opened.
+                if row is not None and row[0] != "CLOSED":
+                    found_breaker = _Breaker(refusing_until=read_at + float(row[1]))
+            if queues:
+                await cur.execute(query("shedding.queue_pressure"), {"queues": list(queues)})
+                found_queues = tuple(
+                    _Queue(str(r[0]), int(r[1]), float(r[2])) for r in await cur.fetchall()
+                )
+        return _Reading(found_breaker, found_queues, expires=read_at + self._ttl)
+
+
+def shedder_for(app: Litestar) -> LoadShedder:
+    """The app's own shedder (created on first use): its cache is per app and process."""
+    shedder = app.state.get(_STATE_KEY)
+    if not isinstance(shedder, LoadShedder):
+        shedder = LoadShedder()
+        app.state[_STATE_KEY] = shedder
+    return shedder
+
+
+async def provide_load_shedder(request: Request[Any, Any, Any]) -> LoadShedder:
+    """Litestar dependency: ``extra_dependencies={"load_shedder": Provide(provide_load_shedder)}``."""
+    return shedder_for(request.app)
+
+
+def refuse_when_overloaded(
+    *,
+    breaker: str | None = "payments",
+    queues: Sequence[str] = (),
+    max_depth: int | None = None,
+    max_age_seconds: float | None = None,
+    retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS,
+) -> Guard:
+    """A route guard that runs ``ensure_accepting`` on the app's pool before the handler
+    (and before the body is parsed), e.g.
+    ``@post(..., guards=[refuse_when_overloaded(queues=["deposit"], max_depth=1000)])``."""
+    names = tuple(queues)
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        app = connection.app
+        await shedder_for(app).ensure_accepting(
+            app.state.db_pool,
+            breaker=breaker,
+            queues=names,
+            max_depth=max_depth,
+            max_age_seconds=max_age_seconds,
+            retry_after_seconds=retry_after_seconds,
+        )
+
+    return guard

@@ -1,0 +1,24 @@
+"""Turning log envelopes back into the Dining contract's typed messages."""
+
+from __future__ import annotations
+
+from domain.dining import messages as dining
+from domain.messages import Message
+from outbox.envelope import Envelope
+
+# Every message class the contract module defines, by its TYPE.
+MESSAGE_CLASSES: dict[str, type[Message]] = {
+    obj.TYPE: obj
+    for obj in vars(dining).values()
+    if isinstance(obj, type) and issubclass(obj, Message) and obj.__module__ == dining.__name__
+}
+
+
+def decode(envelope: Envelope) -> Message:
+    """The typed message an envelope carries; a type outside the contract is a bug (KeyError)."""
+    return MESSAGE_CLASSES[envelope.type].from_payload(envelope.payload)
+
+
+def types_of(*classes: type[Message]) -> frozenset[str]:
+    """The log types of ``classes``, for a projector's ``message_types``."""
+    return frozenset(cls.TYPE for cls in classes)

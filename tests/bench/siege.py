@@ -1,0 +1,59 @@
+"""Running siege (a Debian package) against a URL file, and reading its JSON summary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SiegeResult:
+    transactions: int
+    availability: float
+    transaction_rate: float
+    response_time: float
+    failed: int
+    longest: float
+
+    @classmethod
+    def parse(cls, output: str) -> SiegeResult:
+        start = output.index("{")
+        data = json.loads(output[start : output.rindex("}") + 1])
+        return cls(
+            transactions=int(data["transactions"]),
+            availability=float(data["availability"]),
+            transaction_rate=float(data["transaction_rate"]),
+            response_time=float(data["response_time"]),
+            failed=int(data["failed_transactions"]),
+            longest=float(data["longest_transaction"]),
+        )
+
+
+def require_siege() -> str:
+    path = shutil.which("siege")
+    if path is None:
+        raise SystemExit(
+            "siege is not installed: `apt-get install -y siege` (Debian package), then run again"
+        )
+    return path
+
+
+def run_siege(
+    urls_file: Path, *, concurrency: int, seconds: int, headers: dict[str, str]
+) -> SiegeResult:
+    """``siege -c<concurrency> -t<seconds>S -b`` over the URL file (lines: ``URL POST <json``).
+
+    siege reads standard input when it is not a terminal, so it gets /dev/null; its summary is
+    JSON on stdout in siege 4.1.
+    """
+    cmd = [require_siege(), f"-c{concurrency}", f"-t{seconds}S", "-b", "-i", "-f", str(urls_file)]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    done = subprocess.run(
+        cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=seconds + 120,
+        check=False,
+    )  # fmt: skip
+    return SiegeResult.parse(done.stdout)

@@ -1,0 +1,268 @@
+"""The reservation commands over HTTP, without a worker: validation, authorization and
+idempotency. A refused command writes nothing (no row, no event)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from haengbok.settings import Settings
+from tests.integration.api.support import assert_problem
+from tests.integration.dining.support import (
+    Client,
+    count_rows,
+    customer,
+    days_ahead,
+    events,
+    owner,
+    register_restaurant,
+    reservation_body,
+    reserve,
+    status,
+)
+
+
+@pytest.fixture
+def restaurant(client: Client, settings: Settings) -> dict[str, Any]:
+    return register_restaurant(client, owner(settings), capacity_per_slot=4)
+
+
+def _reservations(url: str) -> int:
+    return count_rows(url, "reservation.reservation")
+
+
+class TestRequest:
+    def test_answers_202_pending_and_starts_the_saga(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        day = days_ahead(3)
+        body = reservation_body(restaurant["restaurant_id"], date=day.isoformat(), party_size=4)
+
+        response = client.post("/dining/reservations", json=body, headers=customer(settings))
+
+        assert response.status_code == 202, response.text
+        accepted = response.json()
+        rid = accepted["reservation_id"]
+        assert response.headers["location"] == f"/dining/reservations/{rid}"
+        assert (accepted["status"], accepted["customer"], accepted["deposit_amount"]) == (
+            "PENDING",
+            "alice",
+            10_000,
+        )
+        assert (accepted["restaurant_name"], accepted["date"], accepted["party_size"]) == (
+            "Haengbok BBQ",
+            day.isoformat(),
+            4,
+        )
+        assert status(database_url, rid) == "PENDING"
+        assert events(database_url, rid) == ["ReservationRequested"]
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT position, actor FROM outbox.event WHERE stream = %s",
+                [f"reservation-{rid}"],
+            ).fetchone()
+        assert row == (accepted["log_position"], "alice")
+
+    def test_the_same_idempotency_key_reserves_once(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        headers = {**customer(settings), "Idempotency-Key": str(uuid.uuid4())}
+        body = reservation_body(restaurant["restaurant_id"])
+
+        first = client.post("/dining/reservations", json=body, headers=headers)
+        again = client.post("/dining/reservations", json=body, headers=headers)
+        other = client.post("/dining/reservations", json={**body, "party_size": 3}, headers=headers)
+
+        assert first.status_code == again.status_code == 202
+        assert again.content == first.content
+        assert_problem(other, 422)  # the key was used for another request
+        assert _reservations(database_url) == 1
+
+    def test_prefer_wait_without_a_worker_answers_202_pending_in_time(
+        self, client: Client, settings: Settings, restaurant: dict[str, Any]
+    ) -> None:
+        response = client.post(
+            "/dining/reservations",
+            json=reservation_body(restaurant["restaurant_id"]),
+            headers={**customer(settings), "Prefer": "wait=0.3"},
+        )
+        assert response.status_code == 202
+        assert response.json()["status"] == "PENDING"
+
+
+class TestRefusedRequests:
+    @pytest.mark.parametrize(
+        ("overrides", "says"),
+        [
+            ({"restaurant_id": str(uuid.uuid4())}, "no restaurant"),
+            ({"slot": "18:00"}, "no 18:00 slot"),
+            ({"party_size": 5}, "parties of 1 to 4"),
+            ({"date": (dt.date.today() - dt.timedelta(days=1)).isoformat()}, "already begun"),
+        ],
+    )
+    def test_what_cannot_be_reserved_is_a_422_problem(
+        self,
+        client: Client,
+        settings: Settings,
+        database_url: str,
+        restaurant: dict[str, Any],
+        overrides: dict[str, Any],
+        says: str,
+    ) -> None:
+        body = reservation_body(restaurant["restaurant_id"], **overrides)
+        response = client.post("/dining/reservations", json=body, headers=customer(settings))
+        problem = assert_problem(response, 422)
+        assert problem["type"] == "urn:haengbok:problem:dining-not-possible"
+        assert says in problem["detail"]
+        assert _reservations(database_url) == 0
+        assert count_rows(database_url, "outbox.event") == 1  # the restaurant's own
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {"party_size": 0},
+            {"slot": "7pm"},
+            {"date": "tomorrow"},
+            {"restaurant_id": "not-a-uuid"},
+            {"partysize": 2},
+        ],
+    )
+    def test_malformed_requests_are_400_problems(
+        self,
+        client: Client,
+        settings: Settings,
+        database_url: str,
+        restaurant: dict[str, Any],
+        overrides: dict[str, Any],
+    ) -> None:
+        body = reservation_body(restaurant["restaurant_id"], **overrides)
+        assert_problem(
+            client.post("/dining/reservations", json=body, headers=customer(settings)), 400
+        )
+        assert _reservations(database_url) == 0
+
+    def test_only_customers_reserve(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        body = reservation_body(restaurant["restaurant_id"])
+        assert_problem(client.post("/dining/reservations", json=body), 401)
+        assert_problem(client.post("/dining/reservations", json=body, headers=owner(settings)), 403)
+        assert _reservations(database_url) == 0
+
+
+class TestOverloadedDeposit:
+    def test_while_the_payment_circuit_is_open_reservations_are_refused_with_retry_after(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "INSERT INTO ops.circuit_breaker (name, state, opened_at, next_attempt_at)"
+                " VALUES ('payments', 'OPEN', now(), now() + interval '30 seconds')"
+            )
+        body = reservation_body(restaurant["restaurant_id"])
+
+        response = client.post("/dining/reservations", json=body, headers=customer(settings))
+
+        problem = assert_problem(response, 503)
+        assert problem["type"] == "urn:haengbok:problem:temporarily-unavailable"
+        assert 1 <= int(response.headers["retry-after"]) <= 30
+        assert _reservations(database_url) == 0
+
+
+class TestCancel:
+    def test_a_customer_cancels_their_own_pending_reservation(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+
+        response = client.post(f"/dining/reservations/{rid}/cancel", headers=customer(settings))
+
+        assert response.status_code == 202, response.text
+        assert response.json()["status"] == "CANCELLED"
+        assert events(database_url, rid) == ["ReservationRequested", "ReservationCancelled"]
+
+    def test_cancelling_twice_is_a_409_problem(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+        client.post(f"/dining/reservations/{rid}/cancel", headers=customer(settings))
+
+        again = client.post(f"/dining/reservations/{rid}/cancel", headers=customer(settings))
+
+        assert (
+            assert_problem(again, 409)["type"] == "urn:haengbok:problem:dining-illegal-transition"
+        )
+        assert events(database_url, rid) == ["ReservationRequested", "ReservationCancelled"]
+
+    def test_another_customers_reservation_is_not_found(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+
+        response = client.post(
+            f"/dining/reservations/{rid}/cancel", headers=customer(settings, "mallory")
+        )
+
+        assert_problem(response, 404)
+        assert status(database_url, rid) == "PENDING"
+        unknown = client.post(
+            f"/dining/reservations/{uuid.uuid4()}/cancel", headers=customer(settings)
+        )
+        assert_problem(unknown, 404)
+
+    def test_owners_do_not_cancel_for_customers(
+        self, client: Client, settings: Settings, restaurant: dict[str, Any]
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+        response = client.post(f"/dining/reservations/{rid}/cancel", headers=owner(settings))
+        assert_problem(response, 403)
+
+
+class TestVisitAndRatingTooEarly:
+    def test_a_pending_reservation_has_no_visit_yet(
+        self, client: Client, settings: Settings, restaurant: dict[str, Any]
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+        response = client.post(
+            f"/dining/reservations/{rid}/visit",
+            json={"outcome": "NO_SHOW"},
+            headers=owner(settings),
+        )
+        assert_problem(response, 409)
+
+    def test_another_restaurants_owner_sees_no_reservation(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+        response = client.post(
+            f"/dining/reservations/{rid}/visit",
+            json={"outcome": "NO_SHOW"},
+            headers=owner(settings, "park"),
+        )
+        assert_problem(response, 404)
+        assert events(database_url, rid) == ["ReservationRequested"]
+
+    def test_an_unknown_outcome_is_a_400_problem(
+        self, client: Client, settings: Settings, restaurant: dict[str, Any]
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+        response = client.post(
+            f"/dining/reservations/{rid}/visit",
+            json={"outcome": "LATE"},
+            headers=owner(settings),
+        )
+        assert_problem(response, 400)
+
+    def test_a_pending_reservation_cannot_be_rated(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+        response = client.post(
+            f"/dining/reservations/{rid}/rating", json={"score": 5}, headers=customer(settings)
+        )
+        assert_problem(response, 409)
+        assert count_rows(database_url, "reservation.rating") == 0
