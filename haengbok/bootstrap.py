@@ -5,7 +5,6 @@ Product lines (Dining, Cinema) register here; the platform packages never import
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +17,6 @@ from projections.projector import Projector
 if TYPE_CHECKING:
     from api.problems import ProblemRegistry
     from domain.payments import PaymentProvider
-
-# Seconds a reservation saga waits for the deposit or recommendation context before it gives
-# up (rejects and refunds). TODO(lead): move into Settings with the other knobs.
-DINING_STEP_DEADLINE_ENV = "HAENGBOK_DINING_STEP_DEADLINE_SECONDS"
 
 
 def controllers() -> list[Any]:
@@ -50,15 +45,37 @@ def subscribers(
     """Every product line's subscribers. Without ``payment_provider`` the deposit handler
     calls the provider at ``settings.payment_url`` through the shared circuit breaker."""
     from api.dining.subscribers import subscribers as dining_subscribers
-    from domain.dining.saga import DEFAULT_STEP_DEADLINE_MS
 
     settings = settings or Settings.from_env()
     provider = payment_provider or _payment_provider(settings, database_url)
-    deadline_seconds = os.environ.get(DINING_STEP_DEADLINE_ENV)
-    step_deadline_ms = (
-        int(float(deadline_seconds) * 1000) if deadline_seconds else DEFAULT_STEP_DEADLINE_MS
-    )
+    step_deadline_ms = int(settings.dining_step_deadline_seconds * 1000)
     return [*dining_subscribers(provider, step_deadline_ms=step_deadline_ms)]
+
+
+def record_routes(settings: Settings, database_url: str) -> int:
+    """Record every subscriber's route and create its queue, whichever workers run.
+
+    The relay sends a message only to subscriptions it knows; a context whose worker has not
+    started yet must still get its messages queued (they wait for it), so `migrate`, `up` and
+    every worker record the full list, not just the subscribers they run themselves.
+    """
+    import psycopg
+
+    from domain.payments import ChargeResult, RefundResult
+    from outbox.consumers import routes
+    from outbox.relay import sync_routes
+
+    class _NoPayments:  # routes only; no handler runs here
+        def charge(self, idempotency_key: str, amount: int, reference: str) -> ChargeResult:
+            raise NotImplementedError
+
+        def refund(self, idempotency_key: str, charge_reference: str, amount: int) -> RefundResult:
+            raise NotImplementedError
+
+    known = routes(subscribers(settings, database_url, payment_provider=_NoPayments()))
+    with psycopg.connect(database_url) as conn:
+        sync_routes(conn, known)
+    return len(known)
 
 
 def _payment_provider(settings: Settings, database_url: str | None) -> PaymentProvider:

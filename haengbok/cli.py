@@ -27,11 +27,14 @@ def main() -> None:
 @main.command()
 def migrate() -> None:
     """Apply all migrations (alembic upgrade head)."""
+    from haengbok.bootstrap import record_routes
     from sql import migrate as migrations
 
-    url, _server = _database(Settings.from_env())
+    settings = Settings.from_env()
+    url, _server = _database(settings)
     migrations.upgrade(url)
-    click.echo("migrations applied")
+    count = record_routes(settings, url)
+    click.echo(f"migrations applied; {count} subscriptions recorded")
 
 
 @main.command("schema-snapshot")
@@ -81,6 +84,9 @@ def up(workers: int) -> None:
     configure_logging(settings)
     url, server = _database(settings)
     migrations.upgrade(url)
+    from haengbok.bootstrap import record_routes
+
+    record_routes(settings, url)
     exe = [sys.executable, "-m", "haengbok.cli"]
     children: list[ChildSpec] = []
     # A provider named in the environment is used as is; otherwise the sandbox runs here.
@@ -171,8 +177,12 @@ def worker(threads: int | None) -> None:
         settings = dataclasses.replace(settings, worker_threads=threads)
     configure_logging(settings)
     url, _server = _database(settings)
+    bootstrap.record_routes(settings, url)
     proc = WorkerProcess(
-        settings, url, subscribers=bootstrap.subscribers(), projectors=bootstrap.projectors()
+        settings,
+        url,
+        subscribers=bootstrap.subscribers(settings, url),
+        projectors=bootstrap.projectors(),
     )
     stop = threading.Event()
     _stop_on_signals(stop.set)

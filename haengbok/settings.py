@@ -49,6 +49,8 @@ class Settings:
     pool_max_size: int = 10
     log_json: bool = False
     drain_seconds: float = 0.0
+    # How long a reservation saga waits for the deposit or recommendation context (seconds).
+    dining_step_deadline_seconds: float = 600.0
     # Kubernetes kills a pod 30 s after SIGTERM; finish in-flight messages well before that.
     shutdown_grace_seconds: float = 20.0
     # The payment provider (the sandbox that `haengbok up` starts, unless this is set).
@@ -81,6 +83,7 @@ class Settings:
             log_json=env.get("HAENGBOK_LOG_JSON", "") in ("1", "true", "yes"),
             drain_seconds=_float("HAENGBOK_DRAIN_SECONDS", 0.0),
             shutdown_grace_seconds=_float("HAENGBOK_SHUTDOWN_GRACE_SECONDS", 20.0),
+            dining_step_deadline_seconds=_float("HAENGBOK_DINING_STEP_DEADLINE_SECONDS", 600.0),
             payment_url=env.get("HAENGBOK_PAYMENT_URL") or cls.payment_url,
             payment_sandbox_port=_int("HAENGBOK_PAYMENT_SANDBOX_PORT", 8010),
             payment_connect_timeout_seconds=_float("HAENGBOK_PAYMENT_CONNECT_TIMEOUT_SECONDS", 2.0),

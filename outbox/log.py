@@ -15,7 +15,13 @@ STREAM_VERSION_CONSTRAINT = "event_stream_version_key"
 
 
 class ConcurrencyConflict(Exception):
-    """Another transaction appended to the same stream first; retry the command."""
+    """Another transaction appended to the same stream first; retry the command.
+
+    In a consumer this is a race, not a fault of the message: it is retried without using up
+    an attempt (``transient``, see ``outbox.errors``). The API answers it with 409.
+    """
+
+    transient = True
 
 
 def _params(messages: Sequence[NewMessage], ctx: MessageContext) -> dict[str, Any]:

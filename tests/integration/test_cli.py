@@ -98,3 +98,17 @@ class TestToken:
         assert "unknown role 'janitor'" in result.output
         assert "ops" in result.output
         assert "eyJ" not in result.output, "no token printed"
+
+
+class TestMigrate:
+    def test_records_every_subscription_and_creates_its_queue_before_any_worker_runs(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        result = runner.invoke(main, ["migrate"], env={"DATABASE_URL": database_url})
+        assert result.exit_code == 0, result.output
+        with psycopg.connect(database_url) as conn:
+            subs = dict(conn.execute("SELECT name, queue_name FROM outbox.subscription").fetchall())
+            queues = {r[0] for r in conn.execute("SELECT queue_name FROM pgmq.meta").fetchall()}
+        assert "subscriptions recorded" in result.output
+        assert len(subs) >= 5, subs  # the Dining contexts and the reservation saga
+        assert set(subs.values()) <= queues
