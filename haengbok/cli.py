@@ -116,7 +116,7 @@ def up(workers: int) -> None:
     )
     sup.run()
     if server is not None:
-        server.stop()
+        server.stop(force=True)
     click.echo("stopped")
 
 

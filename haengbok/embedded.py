@@ -92,9 +92,22 @@ class EmbeddedPostgres:
             "-w", "-m", "fast", "restart", "-o", f"-k {self.socket_dir} -c listen_addresses=''"
         )
 
-    def stop(self) -> None:
-        """Stop the server unless another process still holds it (pgserver counts handles)."""
+    def stop(self, *, force: bool = False) -> None:
+        """Stop the server unless another process still holds it (pgserver counts handles).
+
+        ``force`` (used by `haengbok up`, which owns the server it started) also stops it when
+        pgserver's handle count says otherwise: a handle left by a killed process would keep
+        PostgreSQL running after Ctrl-C.
+        """
         self._server.cleanup()
+        if force and self.is_running():
+            self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def is_running(self) -> bool:
+        from pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        return info is not None and info.is_running()
 
     def kill_and_start(self) -> None:
         """Immediate shutdown (like a crash) and start again; for fault tests."""
