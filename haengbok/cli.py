@@ -76,6 +76,8 @@ def schema_snapshot(check: bool) -> None:
 @click.option("--workers", default=1, show_default=True, help="Worker processes to run.")
 def up(workers: int) -> None:
     """Everything on this machine: database, migrations, API, workers, under a supervisor."""
+    from haengbok.bootstrap import record_routes
+    from haengbok.demo import load_demo, walkthrough
     from haengbok.logs import configure_logging
     from haengbok.supervisor import ChildSpec, Supervisor
     from sql import migrate as migrations
@@ -84,9 +86,8 @@ def up(workers: int) -> None:
     configure_logging(settings)
     url, server = _database(settings)
     migrations.upgrade(url)
-    from haengbok.bootstrap import record_routes
-
     record_routes(settings, url)
+    demo_restaurants = load_demo(url)
     exe = [sys.executable, "-m", "haengbok.cli"]
     children: list[ChildSpec] = []
     # A provider named in the environment is used as is; otherwise the sandbox runs here.
@@ -114,6 +115,7 @@ def up(workers: int) -> None:
         f"  Payment provider:   {payment_url} (sandbox faults: PUT /admin/behaviour)\n"
         "Press Ctrl-C to stop everything.\n"
     )
+    click.echo(walkthrough(base, demo_restaurants[0], payment_url))
     sup.run()
     if server is not None:
         server.stop(force=True)
