@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterator
 from dataclasses import replace
+from typing import Any
 
 import psycopg
 import pytest
@@ -113,3 +114,11 @@ def workers(database_url: str, provider: FakePaymentProvider) -> Iterator[Worker
     yield running
     for proc in list(running.running):
         running.stop(proc)
+
+
+@pytest.fixture
+def restaurant(client: TestClient[Litestar], settings: Settings) -> dict[str, Any]:
+    """A restaurant with four seats per slot, registered through the API by its owner."""
+    from tests.integration.dining.support import owner, register_restaurant
+
+    return register_restaurant(client, owner(settings), capacity_per_slot=4)

@@ -10,7 +10,6 @@ import datetime as dt
 from typing import Any
 
 import psycopg
-import pytest
 
 from api.dining.recommendations import suspend_restaurant
 from haengbok.payments.fake import FakePaymentProvider
@@ -26,7 +25,6 @@ from tests.integration.dining.support import (
     entry_status,
     events,
     owner,
-    register_restaurant,
     reservation_body,
     reserve,
     scalar,
@@ -36,11 +34,6 @@ from tests.integration.dining.support import (
     wait_status,
 )
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-def restaurant(client: Client, settings: Settings) -> dict[str, Any]:
-    return register_restaurant(client, owner(settings), capacity_per_slot=4)
 
 
 def refunded(url: str, provider: FakePaymentProvider, reservation_id: str) -> int:

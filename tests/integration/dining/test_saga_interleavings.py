@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pytest
-
 from api.dining.subscribers import DEPOSIT, RECOMMENDATION, RESTAURANT
 from haengbok.payments.fake import FakePaymentProvider
 from haengbok.settings import Settings
@@ -25,8 +23,6 @@ from tests.integration.dining.support import (
     deposit_status,
     entry_status,
     events,
-    owner,
-    register_restaurant,
     reserve,
     saga,
     scalar,
@@ -36,11 +32,6 @@ from tests.integration.dining.support import (
     wait_status,
 )
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-def restaurant(client: Client, settings: Settings) -> dict[str, Any]:
-    return register_restaurant(client, owner(settings), capacity_per_slot=4)
 
 
 def wait_step(url: str, reservation_id: str, step: str) -> dict[str, Any]:
