@@ -34,7 +34,6 @@ from tests.bench.dining_system import (
     Processes,
     System,
     free_port,
-    outcome,
     register_restaurants,
     reservation_bodies,
     tokens,
@@ -47,7 +46,9 @@ URL_LINES = 5000
 
 
 def write_urls(path: Path, base: str, bodies: list[dict[str, Any]]) -> Path:
-    lines = [f"{base}{RESERVATIONS_PATH} POST {json.dumps(b, separators=(',', ':'))}" for b in bodies]
+    lines = [
+        f"{base}{RESERVATIONS_PATH} POST {json.dumps(b, separators=(',', ':'))}" for b in bodies
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
