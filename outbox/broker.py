@@ -291,6 +291,9 @@ class PgmqBroker(dramatiq.Broker):
         if queue_name in self._created:
             return
         self.run(lambda conn: conn.execute(query("broker.create_queue"), {"queue": queue_name}))
+        if self.is_ordered(queue_name):
+            params = {"queue": queue_name}
+            self.run(lambda conn: conn.execute(query("broker.create_group_index"), params))
         self._created.add(queue_name)
 
     def queue_length(self, queue_name: str) -> int:

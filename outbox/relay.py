@@ -112,6 +112,8 @@ def sync_routes(conn: psycopg.Connection[Any], routes: Iterable[Route]) -> None:
     for route in routes:
         wire.check_queue_name(route.queue_name)
         conn.execute(query("outbox.ensure_queue"), {"queue": route.queue_name})
+        if route.ordered:
+            conn.execute(query("broker.create_group_index"), {"queue": route.queue_name})
         conn.execute(
             query("outbox.upsert_subscription"),
             {

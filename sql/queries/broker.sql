@@ -5,6 +5,10 @@
 -- Idempotent; pgmq serialises concurrent creators with an advisory lock.
 SELECT pgmq.create(%(queue)s::text)
 
+-- name: create_group_index
+-- Ordered queues read group heads through this index (see 0005_fifo_reads.up.sql).
+SELECT outbox.pgmq_ensure_group_index(%(queue)s::text)
+
 -- name: send
 -- Millisecond delays use the timestamptz overload: pgmq's integer overload counts whole seconds.
 SELECT msg_id
@@ -41,7 +45,7 @@ SELECT r.msg_id, r.read_ct, r.enqueued_at, r.message, r.headers,
         FROM ops.parked_message p
         WHERE p.queue_name = %(queue)s::text
           AND p.group_key = r.headers ->> %(group_header)s::text) AS blocked_by
-FROM pgmq.read_grouped_head(%(queue)s::text, %(vt)s::integer, %(qty)s::integer) AS r
+FROM outbox.pgmq_read_group_heads(%(queue)s::text, %(vt)s::integer, %(qty)s::integer) AS r
 
 -- name: seconds_until_visible
 -- How long until the next invisible message (delayed, backing off, or in flight) shows up;

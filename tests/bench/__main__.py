@@ -13,6 +13,10 @@ BENCHES = [
     ("broker: pgmq vs Redis, no-op actor, 20,000 messages", ["tests.bench.bench_broker"]),
     ("relay vs raw pgmq.send_batch, 100,000 events", ["tests.bench.bench_relay"]),
     ("latency commit -> handler start at 500 events/s", ["tests.bench.bench_latency"]),
+    (
+        "ordered-queue reads: read_grouped_head vs indexed group heads",
+        ["tests.bench.bench_fifo_read"],
+    ),
 ]
 
 

@@ -71,3 +71,31 @@ class TestTransientFailureRetries:
         with running_worker(broker), psycopg.connect(database_url) as conn:
             parked = wait_until(lambda: list_parked(conn, "broken"), message="parked")
         assert "ValueError: a bug" in parked[0].error
+
+
+class TestOrderedQueueIndex:
+    def test_an_ordered_queue_reads_group_heads_through_its_own_index(
+        self, make_pgmq_broker: MakeBroker, database_url: str
+    ) -> None:
+        broker = make_pgmq_broker(ordered_queues=["fifo_indexed"])
+        broker.ensure_queue("fifo_indexed")
+        broker.ensure_queue("plain_queue")
+        with psycopg.connect(database_url) as conn:
+            indexes = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = 'pgmq'"
+                ).fetchall()
+            }
+            conn.execute(
+                "INSERT INTO pgmq.q_fifo_indexed (vt, message, headers) SELECT clock_timestamp(),"
+                " '{}'::jsonb, jsonb_build_object('x-pgmq-group', 'g' || (i % 3))"
+                " FROM generate_series(1, 9) AS i"
+            )
+            heads = conn.execute(
+                "SELECT headers ->> 'x-pgmq-group' FROM"
+                " outbox.pgmq_read_group_heads('fifo_indexed', 30, 10) ORDER BY msg_id"
+            ).fetchall()
+        assert "q_fifo_indexed_group_idx" in indexes
+        assert "q_plain_queue_group_idx" not in indexes
+        assert [h[0] for h in heads] == ["g1", "g2", "g0"], "one head per group, oldest first"

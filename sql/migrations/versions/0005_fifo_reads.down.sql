@@ -1,0 +1,2 @@
+DROP FUNCTION outbox.pgmq_read_group_heads(text, integer, integer);
+DROP FUNCTION outbox.pgmq_ensure_group_index(text);
