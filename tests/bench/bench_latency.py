@@ -101,7 +101,7 @@ def main() -> None:
                 if row and row[0] >= len(commits):
                     break
                 time.sleep(0.2)
-            started = dict(
+            started: dict[uuid.UUID, float] = dict(
                 conn.execute("SELECT event_id, started FROM public.bench_started").fetchall()
             )
         skip = int(args.rate * args.warmup)

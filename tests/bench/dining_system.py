@@ -26,9 +26,11 @@ from typing import Any
 
 import httpx
 import psycopg
+from psycopg import sql as pgsql
 
 from api.auth import mint_token
 from haengbok.settings import Settings
+from outbox.wire import GROUP_HEADER
 
 HOST = "127.0.0.1"
 CUSTOMER = "bench-customer"
@@ -219,11 +221,14 @@ FROM reservation.reservation GROUP BY 1, 2 ORDER BY 1, 2
 """
 ACTIVITY_SQL = """
 SELECT (SELECT count(*) FROM outbox.event WHERE global_position IS NULL) AS unrelayed,
-       (SELECT coalesce(sum(m.queue_length), 0) FROM pgmq.meta q
-        CROSS JOIN LATERAL pgmq.metrics(q.queue_name) m) AS queued,
        (SELECT count(*) FROM ops.parked_message) AS parked,
        (SELECT count(*) FROM saga.instance WHERE status = 'PARKED') AS sagas_parked
 """
+# Saga deadlines are delayed messages that stay queued for minutes (or until the slot), so
+# "drained" means: no message left but deadlines (FIFO group ``deadline-...``).
+_QUEUED_SQL = (
+    "SELECT count(*) FROM pgmq.{} WHERE coalesce(headers ->> %s, '') NOT LIKE 'deadline-%%'"
+)
 
 
 @dataclass(frozen=True)
@@ -250,7 +255,7 @@ class Outcome:
             "rejected_by_reason": self.rejected_by_reason,
             "not_terminal": self.not_terminal,
             "unrelayed_events": self.unrelayed,
-            "queued_messages": self.queued,
+            "queued_messages_but_deadlines": self.queued,
             "parked_messages": self.parked,
             "parked_sagas": self.sagas_parked,
         }
@@ -265,7 +270,12 @@ def outcome(conn: psycopg.Connection[Any]) -> Outcome:
             reasons[reason or "(none)"] += n
     row = conn.execute(ACTIVITY_SQL).fetchone()
     assert row is not None
-    return Outcome(dict(by_status), dict(reasons), int(row[0]), int(row[1]), *map(int, row[2:]))
+    queued = 0
+    for (name,) in conn.execute("SELECT queue_name FROM pgmq.meta").fetchall():
+        table = pgsql.Identifier(f"q_{name}")
+        got = conn.execute(pgsql.SQL(_QUEUED_SQL).format(table), [GROUP_HEADER]).fetchone()
+        queued += int(got[0]) if got else 0
+    return Outcome(dict(by_status), dict(reasons), int(row[0]), queued, int(row[1]), int(row[2]))
 
 
 def wait_settled(

@@ -1,0 +1,272 @@
+"""Dining end to end, all processes on this machine: how long from a customer's request to a
+CONFIRMED reservation at a steady 100 requests/s, and how many confirmations per second the
+system sustains when it is pushed.
+
+Phase "steady": a paced client (asyncio + httpx, keep-alive) sends POST /dining/reservations
+at a fixed rate for ``--seconds``, recording when each request started (wall clock). Latency
+to CONFIRMED is read from the database afterwards, so nothing polls while the load runs: the
+``occurred_at`` of the reservation's ``ReservationConfirmed`` event (``clock_timestamp()`` at
+its insert, in the transaction that confirms it, on the same host clock) minus the request's
+start. Phase "push": ``--backlog`` reservations sent as fast as ``--push-concurrency`` clients
+can (a 503 from load shedding is retried after a short pause and counted), then the
+confirmation rate is read from the same timestamps, and the time until all are terminal.
+Phase "drain": the same backlog taken with the workers stopped; the clock starts when the
+workers start (their own capacity, without the API competing for the cores).
+
+Each phase gets a fresh database and system (payment sandbox, API, workers).
+
+    .venv/bin/python -m tests.bench.bench_dining_e2e [--rate 100] [--seconds 30]
+        [--backlog 3000] [--api-processes 2] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import psycopg
+
+from haengbok.bootstrap import record_routes
+from haengbok.settings import Settings
+from tests.bench.bench_latency import percentile
+from tests.bench.common import drop_database, fresh_database, write_result
+from tests.bench.dining_system import (
+    RESERVATIONS_PATH,
+    Processes,
+    System,
+    register_restaurants,
+    reservation_bodies,
+    tokens,
+    wait_settled,
+)
+
+CONFIRMED_SQL = """
+SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
+FROM outbox.event WHERE type = 'reservation.ReservationConfirmed'
+"""
+RETRY_PAUSE_SECONDS = 0.25
+MAX_ATTEMPTS = 400  # bounds a push client's retries of one request (about 100 s of 503s)
+
+
+@dataclass
+class Sent:
+    started: dict[str, float] = field(default_factory=dict)  # reservation id -> wall clock
+    codes: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    shed: int = 0
+
+    def count(self, code: int) -> None:
+        self.codes[code] = self.codes.get(code, 0) + 1
+
+
+async def _post(client: httpx.AsyncClient, body: bytes, sent: Sent, *, retry_shed: bool) -> None:
+    for _ in range(MAX_ATTEMPTS):
+        started = time.time()
+        try:
+            reply = await client.post(RESERVATIONS_PATH, content=body)
+        except httpx.HTTPError:
+            sent.errors += 1
+            return
+        sent.count(reply.status_code)
+        if reply.status_code == 202:
+            sent.started[reply.json()["reservation_id"]] = started
+            return
+        if reply.status_code == 503 and retry_shed:
+            sent.shed += 1
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+            continue
+        return
+
+
+def _client(api_url: str, token: str, connections: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=api_url,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        timeout=60.0,
+    )
+
+
+async def steady(api_url: str, token: str, bodies: list[bytes], rate: float) -> tuple[Sent, float]:
+    """One request every 1/rate seconds (each in its own task: a slow answer never delays
+    the next send). Returns what was sent and the achieved send rate."""
+    sent = Sent()
+    loop = asyncio.get_running_loop()
+    async with _client(api_url, token, 200) as client:
+        tasks = []
+        start = loop.time()
+        for i, body in enumerate(bodies):
+            pause = start + i / rate - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            tasks.append(asyncio.create_task(_post(client, body, sent, retry_shed=False)))
+        achieved = len(bodies) / max(loop.time() - start, 1e-9)
+        await asyncio.gather(*tasks)
+    return sent, achieved
+
+
+async def push(api_url: str, token: str, bodies: list[bytes], concurrency: int) -> Sent:
+    """All of ``bodies`` as fast as ``concurrency`` clients can send them."""
+    sent = Sent()
+    pending = iter(bodies)
+    async with _client(api_url, token, concurrency) as client:
+
+        async def one_client() -> None:
+            for body in pending:
+                await _post(client, body, sent, retry_shed=True)
+
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+    return sent
+
+
+def confirmations(url: str) -> dict[str, float]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {str(r[0]): float(r[1]) for r in conn.execute(CONFIRMED_SQL).fetchall()}
+
+
+def start_system(
+    args: argparse.Namespace, procs: Processes, url: str, *, workers: bool = True
+) -> tuple[System, str, list[bytes]]:
+    record_routes(Settings.from_env(), url)
+    system = System(url, procs)
+    system.start_sandbox()
+    system.start_api(args.api_processes)
+    if workers:
+        system.start_workers(args.workers, args.threads)
+    customer, owner = tokens()
+    restaurants = register_restaurants(system.api_url, owner, args.restaurants)
+    count = max(int(args.rate * args.seconds), args.backlog)
+    bodies = [json.dumps(b).encode() for b in reservation_bodies(restaurants, count, seed=11)]
+    return system, customer, bodies
+
+
+def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
+    url, _server = fresh_database("bench_dining_e2e")
+    try:
+        system, customer, bodies = start_system(args, procs, url)
+        n = int(args.rate * args.seconds)
+        print(f"steady: {args.rate:.0f} requests/s for {args.seconds:.0f}s ...", flush=True)
+        sent, achieved = asyncio.run(steady(system.api_url, customer, bodies[:n], args.rate))
+        ended = time.monotonic()
+        terminal_s, _drained_s, state = wait_settled(
+            url, deadline_seconds=args.settle_deadline, started=ended
+        )
+        confirmed_at = confirmations(url)
+        skip = int(args.rate * args.warmup)
+        ordered = sorted(sent.started.items(), key=lambda kv: kv[1])[skip:]
+        lat = sorted((confirmed_at[r] - t) * 1000 for r, t in ordered if r in confirmed_at)
+        result: dict[str, Any] = {
+            "rate_per_s": args.rate, "seconds": args.seconds, "achieved_send_rate": achieved,
+            "codes": sent.codes, "client_errors": sent.errors, "accepted": len(sent.started),
+            "measured_after_warmup": len(lat),
+            "not_confirmed_after_warmup": len(ordered) - len(lat),
+            "seconds_until_all_terminal_after_load": terminal_s,
+            "outcome": state.as_dict(),
+        }  # fmt: skip
+        if lat:
+            result.update(
+                p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95),
+                p99_ms=percentile(lat, 99), max_ms=lat[-1],
+            )  # fmt: skip
+            print(
+                f"  request -> CONFIRMED: p50 {result['p50_ms']:.0f} ms, p95 "
+                f"{result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, max "
+                f"{result['max_ms']:.0f} ms (goal p99 <= 500); all terminal after {terminal_s}s",
+                flush=True,
+            )
+        return result
+    finally:
+        procs.stop_all()
+        drop_database(url)
+
+
+def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -> dict[str, Any]:
+    """``prefilled``: the backlog is taken with the workers stopped, and the clock starts when
+    they start (the workers' own capacity); otherwise the workers run from the start."""
+    url, _server = fresh_database("bench_dining_e2e")
+    try:
+        system, customer, bodies = start_system(args, procs, url, workers=not prefilled)
+        mode = "workers start after the backlog is in" if prefilled else "workers running"
+        print(f"push ({mode}): {args.backlog} reservations as fast as possible ...", flush=True)
+        t0 = time.time()
+        m0 = time.monotonic()
+        sent = asyncio.run(
+            push(system.api_url, customer, bodies[: args.backlog], args.push_concurrency)
+        )
+        submit_s = time.monotonic() - m0
+        if prefilled:
+            system.start_workers(args.workers, args.threads)
+            t0, m0 = time.time(), time.monotonic()
+        terminal_s, drained_s, state = wait_settled(
+            url, deadline_seconds=args.settle_deadline, started=m0
+        )
+        times = sorted(confirmations(url).values())
+        confirmed = len(times)
+        # Confirmations come in a burst at the end (FIFO queues: every reservation goes
+        # through each step before the first is confirmed), so the rate is the whole backlog
+        # over the time to its last confirmation, not a window of it.
+        overall = confirmed / (times[-1] - t0) if times else 0.0
+        result: dict[str, Any] = {
+            "workers_during_submit": not prefilled,
+            "backlog": args.backlog, "push_concurrency": args.push_concurrency,
+            "codes": sent.codes, "shed_503_retried": sent.shed, "client_errors": sent.errors,
+            "accepted": len(sent.started), "submit_seconds": submit_s,
+            "accepted_per_s": len(sent.started) / submit_s,
+            "confirmed": confirmed, "confirmed_per_s": overall,
+            "seconds_until_all_terminal": terminal_s,
+            "seconds_until_queues_drained": drained_s, "outcome": state.as_dict(),
+        }  # fmt: skip
+        print(
+            f"  accepted {len(sent.started)} in {submit_s:.1f}s ({sent.shed} 503s retried); "
+            f"confirmed {confirmed}: {overall:.1f}/s; "
+            f"all terminal after {terminal_s}s (goal >= 300 confirmed/s)",
+            flush=True,
+        )
+        return result
+    finally:
+        procs.stop_all()
+        drop_database(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--backlog", type=int, default=3000)
+    parser.add_argument("--push-concurrency", type=int, default=32)
+    parser.add_argument("--api-processes", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="haengbok worker processes")
+    parser.add_argument("--threads", type=int, default=None, help="threads per worker")
+    parser.add_argument("--restaurants", type=int, default=40)
+    parser.add_argument("--settle-deadline", type=float, default=600.0)
+    parser.add_argument("--phases", default="steady,push,drain", help="steady, push, drain")
+    parser.add_argument("--name", default="dining_e2e", help="bench-results/<name>.json")
+    args = parser.parse_args()
+    procs = Processes()
+    result: dict[str, Any] = {
+        "api_processes": args.api_processes, "workers": args.workers, "threads": args.threads,
+        "latency_method": "ReservationConfirmed occurred_at (DB clock_timestamp) minus the "
+        "client's request start (time.time(), same host); read after the run, no polling",
+    }  # fmt: skip
+    try:
+        phases = args.phases.split(",")
+        if "steady" in phases:
+            result["steady"] = phase_steady(args, procs)
+        if "push" in phases:
+            result["push"] = phase_push(args, procs, prefilled=False)
+        if "drain" in phases:
+            result["drain"] = phase_push(args, procs, prefilled=True)
+    finally:
+        procs.stop_all()
+    result["logs"] = str(procs.log_dir)
+    print(f"written {write_result(args.name, result)}")
+
+
+if __name__ == "__main__":
+    main()
