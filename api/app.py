@@ -33,6 +33,9 @@ from api.openapi import OPENAPI_PATH, openapi_config
 from api.problems import ProblemRegistry, default_problems
 from haengbok.settings import Settings
 from outbox.envelope import MessageContext
+from outbox.pooling import AsyncIdleCheck
+from outbox.wakeup import AsyncRelayWakeup
+from sql import query
 
 DEFAULT_DB_PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -103,6 +106,7 @@ def create_app(
 def _pool_lifespan(settings: Settings) -> Lifespan:
     @asynccontextmanager
     async def pool_lifespan(app: Litestar) -> AsyncIterator[None]:
+        idle_check = AsyncIdleCheck()
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             str(settings.database_url),
             min_size=settings.pool_min_size,
@@ -110,16 +114,27 @@ def _pool_lifespan(settings: Settings) -> Lifespan:
             # Handlers open transactions explicitly; autocommit keeps statements after them
             # (the relay wake-up, reads) from leaving a transaction open on a pooled connection.
             kwargs={"autocommit": True, "application_name": "haengbok-api"},
-            # A connection broken by a database restart is replaced instead of failing a request.
-            check=AsyncConnectionPool.check_connection,
+            # A connection broken by a database restart is replaced instead of failing a
+            # request; only connections idle for a while are checked (outbox.pooling).
+            check=idle_check.check,
             open=False,
         )
         # wait=False: the API starts while the database is down; readiness reports it.
         await pool.open(wait=False)
         app.state.db_pool = pool
+
+        async def notify_relay() -> None:
+            async with pool.connection() as conn:
+                await conn.execute(query("outbox.notify_relay"))
+
+        # Commands poke it after commit: one NOTIFY per few milliseconds of commits.
+        wakeup = AsyncRelayWakeup(notify_relay)
+        wakeup.start()
+        app.state.relay_wakeup = wakeup
         try:
             yield
         finally:
+            await wakeup.stop()
             await pool.close()
 
     return pool_lifespan
@@ -193,4 +208,5 @@ async def _provide_command_runner(
         ),
     ] = None,
 ) -> CommandRunner:
-    return CommandRunner(request, db_pool, settings)
+    wakeup: AsyncRelayWakeup | None = getattr(request.app.state, "relay_wakeup", None)
+    return CommandRunner(request, db_pool, settings, wakeup.poke if wakeup else None)

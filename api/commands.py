@@ -122,11 +122,17 @@ class CommandRunner:
     """Runs command handlers for one request (a Litestar dependency named ``command_runner``)."""
 
     def __init__(
-        self, request: Request[Any, Any, Any], pool: AsyncConnectionPool[Any], settings: Settings
+        self,
+        request: Request[Any, Any, Any],
+        pool: AsyncConnectionPool[Any],
+        settings: Settings,
+        wake_relay: Callable[[], None] | None = None,
     ) -> None:
         self.request = request
         self.pool = pool
         self.settings = settings
+        # The app's outbox.wakeup.AsyncRelayWakeup.poke; without it, a NOTIFY per command.
+        self.wake_relay = wake_relay
 
     @property
     def context(self) -> MessageContext:
@@ -159,8 +165,10 @@ class CommandRunner:
                     stored = accepted_response(await handler(conn, ctx))
                     if key is not None:
                         await remember(conn, scope, key, stored)
-            if not replayed:
+            if not replayed and self.wake_relay is None:
                 await _wake_relay(conn)
+        if not replayed and self.wake_relay is not None:
+            self.wake_relay()
         if wait is not None and settled is not None:
             settled_response = await self._wait_until_settled(stored, settled, wait)
             if settled_response is not None:

@@ -7,6 +7,7 @@ import datetime as dt
 import types
 import typing
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, Self
 
@@ -23,25 +24,54 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def _from_json(kind: Any, value: Any) -> Any:
-    if value is None:
-        return None
+_SCALARS: dict[Any, Callable[[Any], Any]] = {
+    uuid.UUID: uuid.UUID,
+    Decimal: Decimal,
+    dt.datetime: dt.datetime.fromisoformat,
+    dt.date: dt.date.fromisoformat,
+    dt.time: dt.time.fromisoformat,
+}
+
+
+def _keep(value: Any) -> Any:
+    return value
+
+
+def _decoder(kind: Any) -> Callable[[Any], Any]:
+    """How to turn the JSON form of a field of type ``kind`` back into its value (None stays
+    None). Worked out once per field; decoding then costs only the conversions."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(kind) if a is not type(None)]
-        return _from_json(inner[0], value) if len(inner) == 1 else value
+        return _decoder(inner[0]) if len(inner) == 1 else _keep
     if origin in (tuple, list):
         (item,) = typing.get_args(kind)[:1] or (Any,)
-        return (tuple if origin is tuple else list)(_from_json(item, v) for v in value)
-    converters: dict[Any, Any] = {
-        uuid.UUID: uuid.UUID,
-        Decimal: Decimal,
-        dt.datetime: dt.datetime.fromisoformat,
-        dt.date: dt.date.fromisoformat,
-        dt.time: dt.time.fromisoformat,
-    }
-    convert = converters.get(kind)
-    return convert(value) if convert else value
+        each, make = _decoder(item), (tuple if origin is tuple else list)
+
+        def sequence(value: Any) -> Any:
+            return None if value is None else make(each(v) for v in value)
+
+        return sequence
+    convert = _SCALARS.get(kind)
+    if convert is None:
+        return _keep
+
+    def scalar(value: Any) -> Any:
+        return None if value is None else convert(value)
+
+    return scalar
+
+
+_DECODERS: dict[type, dict[str, Callable[[Any], Any]]] = {}
+
+
+def _field_decoders(cls: type) -> dict[str, Callable[[Any], Any]]:
+    decoders = _DECODERS.get(cls)
+    if decoders is None:  # a race only computes the same dict twice
+        hints = typing.get_type_hints(cls)
+        decoders = {f.name: _decoder(hints[f.name]) for f in dataclasses.fields(cls)}
+        _DECODERS[cls] = decoders
+    return decoders
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +90,8 @@ class Message:
 
     @classmethod
     def from_payload(cls, payload: typing.Mapping[str, Any]) -> Self:
-        hints = typing.get_type_hints(cls)
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: _from_json(hints[k], v) for k, v in payload.items() if k in known})
+        decoders = _field_decoders(cls)
+        return cls(**{k: decoders[k](v) for k, v in payload.items() if k in decoders})
 
 
 @dataclasses.dataclass(frozen=True)

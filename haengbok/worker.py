@@ -17,7 +17,9 @@ from haengbok.settings import Settings
 from outbox.broker import PgmqBroker
 from outbox.consumers import Subscriber, declare_subscribers, routes
 from outbox.logcontext import CorrelationLogging
+from outbox.pooling import IdleCheck
 from outbox.relay import Relay, sync_routes
+from outbox.wakeup import RelayWakeup
 from projections.projector import Projector
 from projections.runner import ProjectionRunner
 
@@ -41,15 +43,16 @@ class WorkerProcess:
         self.subscribers = list(subscribers)
         self.projectors = list(projectors)
         threads = settings.worker_threads
+        idle_check = IdleCheck()
         self.pool: ConnectionPool[Any] = ConnectionPool(
             database_url,
             min_size=1,
             max_size=threads + 2,
             open=False,
             name="haengbok-handlers",
-            # After a database restart the idle connections are dead; checking on checkout
-            # costs one local round trip and spares a failed delivery.
-            check=ConnectionPool.check_connection,
+            # After a database restart the idle connections are dead: those are checked on
+            # checkout (a round trip), the ones in use a moment ago are not (outbox.pooling).
+            check=idle_check.check,
             kwargs={"application_name": "haengbok-worker"},
         )
         self.broker = PgmqBroker(
@@ -63,7 +66,15 @@ class WorkerProcess:
             pool_max_size=threads + 2,
         )
         self.broker.add_middleware(CorrelationLogging(), before=type(self.broker.middleware[0]))
-        self.actors = declare_subscribers(self.broker, lambda: self.pool, self.subscribers)
+        # One NOTIFY for the relay per few milliseconds of commits, not one per commit.
+        self.wakeup = RelayWakeup(
+            lambda: psycopg.connect(
+                database_url, autocommit=True, application_name="haengbok-relay-wakeup"
+            )
+        )
+        self.actors = declare_subscribers(
+            self.broker, lambda: self.pool, self.subscribers, self.wakeup.poke
+        )
         self.relay = (
             Relay(
                 self.pool,
@@ -82,6 +93,7 @@ class WorkerProcess:
         self.pool.open(wait=True, timeout=30)
         with self.pool.connection() as conn, conn.transaction():
             sync_routes(conn, routes(self.subscribers))
+        self.wakeup.start()
         self._worker = dramatiq.Worker(
             self.broker,
             worker_threads=self.settings.worker_threads,
@@ -113,5 +125,6 @@ class WorkerProcess:
             self._worker.stop(timeout=int(timeout_seconds * 1000))
         for thread in self._threads:
             thread.join(timeout=timeout_seconds)
+        self.wakeup.stop()
         self.broker.close()
         self.pool.close()

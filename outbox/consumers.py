@@ -107,14 +107,25 @@ class _Superseded(Exception):
     """Another delivery of this message already committed; undo this one."""
 
 
+def notify_relay_now(conn: psycopg.Connection[Any]) -> None:
+    """Wake the relay with a NOTIFY of its own on ``conn`` (outside any other transaction)."""
+    with conn.transaction():
+        conn.execute(query("outbox.notify_relay"))
+
+
 def deliver(
     pool: ConnectionPool[Any],
     broker: TransactionalBroker,
     subscriber: Subscriber,
     envelope: Envelope,
     message: Any,
+    wake_relay: Callable[[], None] | None = None,
 ) -> bool:
-    """Run ``subscriber`` for one delivery. Returns False when the delivery was superseded."""
+    """Run ``subscriber`` for one delivery. Returns False when the delivery was superseded.
+
+    After a commit that appended to the log, ``wake_relay()`` is called (a process's
+    ``outbox.wakeup.RelayWakeup.poke``); without one, a NOTIFY is sent on this connection.
+    """
     # The message's ids are bound for its whole processing by outbox.logcontext.
     with structlog.contextvars.bound_contextvars(subscriber=subscriber.name):
         with pool.connection() as conn:
@@ -127,12 +138,13 @@ def deliver(
             except _Superseded:
                 log.info("delivery superseded by another one that committed first; rolled back")
                 return False
-            if ctx.emitted:
+            if ctx.emitted and wake_relay is None:
                 # After the commit, not inside it: NOTIFY in a committing transaction takes a
                 # cluster-wide lock that serialises commits. The relay also polls, so a lost
                 # wake-up only costs latency.
-                with conn.transaction():
-                    conn.execute(query("outbox.notify_relay"))
+                notify_relay_now(conn)
+        if ctx.emitted and wake_relay is not None:
+            wake_relay()
         return True
 
 
@@ -140,8 +152,10 @@ def declare_subscribers(
     broker: dramatiq.Broker,
     pool_provider: Callable[[], ConnectionPool[Any]],
     subscribers: Iterable[Subscriber],
+    wake_relay: Callable[[], None] | None = None,
 ) -> list[dramatiq.Actor[Any, Any]]:
-    """Create one Dramatiq actor per subscriber; the pool is looked up per call (after fork)."""
+    """Create one Dramatiq actor per subscriber; the pool is looked up per call (after fork).
+    ``wake_relay`` is called after each commit that appended to the log (see ``deliver``)."""
     actors = []
     for sub in subscribers:
 
@@ -149,7 +163,8 @@ def declare_subscribers(
             message = CurrentMessage.get_current_message()
             if message is None:
                 raise RuntimeError("CurrentMessage middleware is required by transactional actors")
-            deliver(pool_provider(), broker, _sub, Envelope.from_json(envelope_json), message)  # type: ignore[arg-type]
+            envelope = Envelope.from_json(envelope_json)
+            deliver(pool_provider(), broker, _sub, envelope, message, wake_relay)  # type: ignore[arg-type]
 
         run.__name__ = sub.name
         decorate = dramatiq.actor(

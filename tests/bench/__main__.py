@@ -17,6 +17,14 @@ BENCHES = [
         "ordered-queue reads: read_grouped_head vs indexed group heads",
         ["tests.bench.bench_fifo_read"],
     ),
+    (
+        "Dining: siege -c100 -t60S on the running system vs a bare handler (1-3 API processes)",
+        ["tests.bench.bench_dining_siege"],
+    ),
+    (
+        "Dining end to end: request -> CONFIRMED at 100/s, and confirmations/s under a backlog",
+        ["tests.bench.bench_dining_e2e"],
+    ),
 ]
 
 

@@ -1,0 +1,76 @@
+"""Connection checks for psycopg pools that cost a round trip only when one can pay off.
+
+A pool that checks every connection on checkout (``ConnectionPool.check_connection``) spends a
+round trip per unit of work: under load that is one statement in three or four of a message
+handler. A connection that went back to the pool a moment ago is alive unless the server went
+away in that moment, and then the failure surfaces on its first statement anyway: the consumer
+runtime retries connection errors without counting them, the API answers 503 with Retry-After.
+So a connection is checked only when its last checkout is more than ``idle_seconds`` ago,
+which is what a database restart leaves behind (idle connections whose server is gone).
+
+The time is taken at checkout, in the ``check`` callback: a ``reset`` callback would stamp it on
+return, but it makes the pool hand every returned connection to a worker thread.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from time import monotonic
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+DEFAULT_IDLE_SECONDS = 1.0
+
+
+Clock = Callable[[], float]
+
+
+class _LastCheckout:
+    def __init__(self, idle_seconds: float, clock: Clock) -> None:
+        self.idle_seconds = idle_seconds
+        self._clock = clock
+        self._at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def stamp(self, conn: Any) -> None:
+        self._at[conn] = self._clock()
+
+    def needs_check(self, conn: Any) -> bool:
+        if conn.closed or conn.broken:
+            return True
+        returned = self._at.get(conn)
+        return returned is None or self._clock() - returned > self.idle_seconds
+
+
+class IdleCheck:
+    """The ``check`` callback of a ``ConnectionPool``."""
+
+    def __init__(
+        self, idle_seconds: float = DEFAULT_IDLE_SECONDS, clock: Clock = monotonic
+    ) -> None:
+        self._returned = _LastCheckout(idle_seconds, clock)
+        self.checks = 0
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        if self._returned.needs_check(conn):
+            self.checks += 1
+            ConnectionPool.check_connection(conn)
+        self._returned.stamp(conn)
+
+
+class AsyncIdleCheck:
+    """The ``check`` callback of an ``AsyncConnectionPool``."""
+
+    def __init__(
+        self, idle_seconds: float = DEFAULT_IDLE_SECONDS, clock: Clock = monotonic
+    ) -> None:
+        self._returned = _LastCheckout(idle_seconds, clock)
+        self.checks = 0
+
+    async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self._returned.needs_check(conn):
+            self.checks += 1
+            await AsyncConnectionPool.check_connection(conn)
+        self._returned.stamp(conn)
