@@ -8,8 +8,10 @@ and to turn the roles claim into a typed principal.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -93,6 +95,11 @@ class InvalidToken(NotAuthorizedException):
 
 def read_token(settings: Settings, token: str) -> Principal:
     """Verify ``token`` and return its principal; raises ``InvalidToken`` on any doubt."""
+    return _verify(settings, token)[0]
+
+
+def _verify(settings: Settings, token: str) -> tuple[Principal, float]:
+    """The principal and the expiry (epoch seconds) of a token that passes every check."""
     try:
         # algorithms is a fixed allow-list: "none" and asymmetric-key confusion are refused.
         claims = jwt.decode(
@@ -113,7 +120,38 @@ def read_token(settings: Settings, token: str) -> Principal:
     known = {r.value for r in Role}
     # Roles this version does not know grant nothing, rather than failing old clients.
     roles = frozenset(Role(r) for r in raw_roles if r in known)
-    return Principal(subject=str(claims["sub"]), roles=roles)
+    return Principal(subject=str(claims["sub"]), roles=roles), float(claims["exp"])
+
+
+class VerifiedTokens:
+    """Tokens that passed ``read_token``, so a client's next request skips the signature check.
+
+    The key is the whole token, signature included, so a hit is the very string that was
+    verified; it is served only until its ``exp`` (then verified again, which reports the
+    expiry). At most ``max_size`` tokens are kept, the least recently used go first.
+    """
+
+    def __init__(self, max_size: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+        self._max_size = max_size
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def read(self, settings: Settings, token: str) -> Principal:
+        entry = self._entries.get(token)
+        if entry is not None:
+            principal, expires_at = entry
+            if self._clock() < expires_at:
+                self._entries.move_to_end(token)
+                return principal
+            del self._entries[token]
+        principal, expires_at = _verify(settings, token)
+        self._entries[token] = (principal, expires_at)
+        if len(self._entries) > self._max_size:
+            self._entries.popitem(last=False)
+        return principal
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _invalid(detail: str) -> InvalidToken:
@@ -126,9 +164,16 @@ def _invalid(detail: str) -> InvalidToken:
 class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
     """Sets ``request.user`` to a ``Principal`` from ``Authorization: Bearer <jwt>``."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, exclude: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        exclude: list[str] | None = None,
+        tokens: VerifiedTokens | None = None,
+    ) -> None:
         super().__init__(app, exclude=exclude)
         self.settings = settings
+        self.tokens = tokens if tokens is not None else VerifiedTokens()
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -140,7 +185,7 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _invalid("the Authorization header must be 'Bearer <token>'")
-        principal = read_token(self.settings, token.strip())
+        principal = self.tokens.read(self.settings, token.strip())
         return AuthenticationResult(user=principal, auth=token)
 
 
@@ -150,7 +195,8 @@ def requires_roles(*roles: Role) -> Guard:
         raise ValueError("requires_roles needs at least one role")
     wanted = frozenset(roles)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # A coroutine: Litestar runs a plain-function guard on a worker thread.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal):
             raise NotAuthorizedException(detail="a bearer token is required")

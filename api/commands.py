@@ -34,9 +34,10 @@ import msgspec
 import psycopg
 import structlog
 from litestar import Request, Response
+from litestar.exceptions import NotAuthorizedException
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from api.auth import current_principal
+from api.auth import Principal, current_principal
 from api.idempotency import (
     StoredResponse,
     claim,
@@ -133,6 +134,14 @@ class CommandRunner:
         self.settings = settings
         # The app's outbox.wakeup.AsyncRelayWakeup.poke; without it, a NOTIFY per command.
         self.wake_relay = wake_relay
+
+    @property
+    def principal(self) -> Principal:
+        """The authenticated caller (401 on a route that let an anonymous request through)."""
+        principal = current_principal(self.request)
+        if principal is None:
+            raise NotAuthorizedException(detail="a bearer token is required")
+        return principal
 
     @property
     def context(self) -> MessageContext:

@@ -21,6 +21,16 @@ FROM numbered
 ORDER BY ord
 RETURNING position, event_id, stream, version
 
+-- name: append_one
+-- append for a single message: the same versioning, without the arrays.
+INSERT INTO outbox.event (event_id, kind, type, stream, version, payload,
+                          correlation_id, causation_id, actor)
+VALUES (%(event_id)s::uuid, %(kind)s::text, %(type)s::text, %(stream)s::text,
+        coalesce((SELECT max(e.version) FROM outbox.event e WHERE e.stream = %(stream)s::text), 0)
+          + 1,
+        %(payload)s::jsonb, %(correlation_id)s::uuid, %(causation_id)s::uuid, %(actor)s::text)
+RETURNING position, event_id, stream, version
+
 -- name: notify_relay
 SELECT pg_notify('haengbok_outbox', '')
 

@@ -10,7 +10,7 @@ from litestar.di import Provide
 from litestar.testing import TestClient
 
 from api.app import create_app
-from api.dining.commands import ReservationCommands, RestaurantCommands
+from api.dining.commands import ReservationCommands, RestaurantCommands, dining_command
 from api.dining.queries import DINING, QUERY_CONTROLLERS, controllers
 from domain.dining.clock import utc_now
 from haengbok.settings import Settings
@@ -58,7 +58,7 @@ class TestQueryRoutesInOpenApi:
         dining = Router(
             path=DINING,
             route_handlers=[RestaurantCommands, ReservationCommands, *QUERY_CONTROLLERS],
-            dependencies={"dining_clock": Provide(lambda: utc_now, sync_to_thread=False)},
+            dependencies={"dining": Provide(dining_command(utc_now), sync_to_thread=False)},
         )
 
         document = _document(create_app(settings, controllers=[dining]))

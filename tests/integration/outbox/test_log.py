@@ -1,0 +1,73 @@
+"""Appending to the log: stream versions continue, concurrent writers of a stream conflict.
+
+Both statements are covered: one message (a scalar INSERT) and several (the array form)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from outbox.envelope import MessageContext, NewMessage
+from outbox.log import ConcurrencyConflict, append
+from tests.waiting import wait_until
+
+CTX = MessageContext.new(actor="tester")
+
+
+def _msg(stream: str, n: int) -> NewMessage:
+    return NewMessage("test.Happened", stream, {"n": n})
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_versions_continue_the_stream_and_context_is_stamped(database_url: str, batch: int) -> None:
+    with psycopg.connect(database_url) as conn:
+        first = append(conn, [_msg("s-1", i) for i in range(batch)], CTX)
+        second = append(conn, [_msg("s-1", i) for i in range(batch)], CTX)
+        other = append(conn, [_msg("s-2", 0)], CTX)
+        conn.commit()
+        assert [a.version for a in first + second] == list(range(1, 2 * batch + 1))
+        assert [a.version for a in other] == [1]
+        positions = [a.position for a in first + second]
+        assert positions == sorted(positions)
+        rows = conn.execute(
+            "SELECT event_id, correlation_id, actor, payload FROM outbox.event"
+            " WHERE stream = 's-1' ORDER BY version"
+        ).fetchall()
+    assert [r[0] for r in rows] == [a.event_id for a in first + second]
+    assert {(r[1], r[2]) for r in rows} == {(CTX.correlation_id, "tester")}
+    assert [r[3]["n"] for r in rows] == [i for _ in range(2) for i in range(batch)]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_concurrent_append_to_the_same_stream_conflicts(database_url: str, batch: int) -> None:
+    outcome: list[Any] = []
+    with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
+        append(first, [_msg("race", 0)], CTX)  # version 1, not committed yet
+
+        def racer() -> None:
+            try:
+                append(second, [_msg("race", i) for i in range(batch)], CTX)
+                outcome.append("appended")
+            except ConcurrencyConflict as exc:
+                outcome.append(exc)
+            second.rollback()
+
+        thread = threading.Thread(target=racer)
+        thread.start()
+        # The racer also computed version 1 and waits on the unique index for our commit.
+        with psycopg.connect(database_url, autocommit=True) as watcher:
+            wait_until(
+                lambda: (
+                    watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    ).fetchone()
+                    == (1,)
+                ),
+                message="the second writer never waited for the first",
+            )
+        first.commit()
+        thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ConcurrencyConflict)
