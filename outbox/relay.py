@@ -56,13 +56,13 @@ def load_routes(conn: psycopg.Connection[Any]) -> list[Route]:
 
 def build_sends(
     envelopes: Sequence[Envelope], routes: Iterable[Route]
-) -> dict[str, tuple[list[Jsonb], list[Jsonb]]]:
+) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """Group the Dramatiq messages and headers per queue, keeping log order inside each."""
     by_type: dict[str, list[Route]] = defaultdict(list)
     for route in routes:
         for message_type in route.message_types:
             by_type[message_type].append(route)
-    sends: dict[str, tuple[list[Jsonb], list[Jsonb]]] = {}
+    sends: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     for env in envelopes:
         targets = by_type.get(env.type)
         if not targets:
@@ -79,8 +79,8 @@ def build_sends(
             )
             head = wire.headers(env.stream if route.ordered else None, str(env.correlation_id))
             msgs, heads = sends.setdefault(route.queue_name, ([], []))
-            msgs.append(Jsonb(body))
-            heads.append(Jsonb(head))
+            msgs.append(body)
+            heads.append(head)
     return sends
 
 
@@ -100,7 +100,8 @@ def relay_batch(conn: psycopg.Connection[Any], batch_size: int) -> int | None:
     sends = build_sends(envelopes, load_routes(conn))
     for queue_name, (msgs, heads) in sends.items():
         conn.execute(
-            query("outbox.send_batch"), {"queue": queue_name, "messages": msgs, "headers": heads}
+            query("outbox.send_batch"),
+            {"queue": queue_name, "messages": Jsonb(msgs), "headers": Jsonb(heads)},
         )
     channels = [wire.notify_channel(q) for q in sends] + [PROJECTION_WAKEUP_CHANNEL]
     conn.execute(query("outbox.notify"), {"channels": channels})
