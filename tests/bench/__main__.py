@@ -18,12 +18,25 @@ BENCHES = [
         ["tests.bench.bench_fifo_read"],
     ),
     (
-        "Dining: siege -c100 -t60S on the running system vs a bare handler (1-3 API processes)",
-        ["tests.bench.bench_dining_siege"],
+        "Dining: siege -c100 -t60S on the running system (2 API, 2 workers) vs a bare handler",
+        ["tests.bench.bench_dining_siege", "--processes", "2", "--workers", "2"],
+    ),
+    (
+        "Dining: the same siege with the workers stopped while it runs (the request path)",
+        [
+            "tests.bench.bench_dining_siege",
+            "--processes",
+            "2",
+            "--api-only",
+            "--settle-deadline",
+            "0",
+            "--name",
+            "dining_siege_api_only",
+        ],
     ),
     (
         "Dining end to end: request -> CONFIRMED at 100/s, and confirmations/s under a backlog",
-        ["tests.bench.bench_dining_e2e"],
+        ["tests.bench.bench_dining_e2e", "--workers", "2"],
     ),
 ]
 
