@@ -21,6 +21,7 @@ import structlog
 from dramatiq.middleware import CurrentMessage
 from psycopg_pool import ConnectionPool
 
+from outbox import wire
 from outbox.envelope import Appended, Envelope, MessageContext, NewMessage
 from outbox.log import append
 from outbox.relay import Route
@@ -82,6 +83,14 @@ class HandlerContext:
             options={},
         )
         return self._broker.send_in_transaction(self.conn, message, delay_ms=delay_ms, group=group)
+
+    def cancel_scheduled(self, msg_id: int) -> None:
+        """Delete a message ``schedule_self`` sent earlier, with this transaction; nothing
+        happens if it is gone already. The message being handled is left to the ack."""
+        if msg_id == int(self._message.options[wire.MSG_ID_OPTION]):
+            return
+        params = {"queue": self._message.queue_name, "msg_id": msg_id}
+        self.conn.execute(query("broker.delete"), params)
 
 
 Handler = Callable[[HandlerContext, Envelope], None]

@@ -53,6 +53,7 @@ class _Instance:
     correlation_id: uuid.UUID
     parked_reason: str | None = None
     deadline_at: datetime | None = None
+    deadline_msg_id: int | None = None
 
     def view(self) -> SagaView:
         return SagaView(self.saga_id, self.status, self.step, dict(self.data))
@@ -153,12 +154,16 @@ class SagaRunner:
             self._continue_compensation(ctx, inst)
         elif r.outcome == "complete" and not terminal_or_undoing:
             inst.status = "COMPLETED"
-        inst.deadline_at = None
+        # The pending deadline is stale from here on: delete its message rather than have it
+        # delivered later only to be ignored.
+        if inst.deadline_msg_id is not None:
+            ctx.cancel_scheduled(inst.deadline_msg_id)
+        inst.deadline_at, inst.deadline_msg_id = None, None
         if r.deadline is not None and inst.status == "RUNNING":
             inst.deadline_at = datetime.now(UTC) + timedelta(milliseconds=r.deadline.after_ms)
             # The deadline names the version the instance will have once this is saved; any
             # later change to the instance makes it stale.
-            self._schedule_deadline(
+            inst.deadline_msg_id = self._schedule_deadline(
                 ctx, inst, r.deadline.name, r.deadline.after_ms, inst.version + 1
             )
         self._save(ctx, inst)
@@ -182,7 +187,7 @@ class SagaRunner:
 
     def _schedule_deadline(
         self, ctx: HandlerContext, inst: _Instance, name: str, after_ms: int, version: int
-    ) -> None:
+    ) -> int:
         payload = {"saga_id": str(inst.saga_id), "name": name, "version": version}
         env = Envelope(
             position=0, global_position=None,
@@ -192,7 +197,7 @@ class SagaRunner:
             occurred_at=datetime.now(UTC),
         )  # fmt: skip
         # A group of its own: a delayed head must not hold back other messages in a FIFO queue.
-        ctx.schedule_self(env, delay_ms=after_ms, group=f"deadline-{env.event_id}")
+        return ctx.schedule_self(env, delay_ms=after_ms, group=f"deadline-{env.event_id}")
 
     def _on_deadline(self, ctx: HandlerContext, env: Envelope) -> None:
         inst = self._load(ctx, uuid.UUID(env.payload["saga_id"]))
@@ -211,14 +216,15 @@ class SagaRunner:
         if row is None:
             return None
         return _Instance(row["saga_id"], row["status"], row["step"], dict(row["state"]),
-                         list(row["completed_steps"]), row["version"], row["correlation_id"])  # fmt: skip
+                         list(row["completed_steps"]), row["version"], row["correlation_id"],
+                         deadline_msg_id=row["deadline_msg_id"])  # fmt: skip
 
     def _save(self, ctx: HandlerContext, inst: _Instance) -> None:
         saved = ctx.conn.execute(query("saga.save"), {
             "saga_id": inst.saga_id, "status": inst.status, "step": inst.step,
             "state": Jsonb(inst.data), "completed_steps": Jsonb(inst.stack),
             "parked_reason": inst.parked_reason, "deadline_at": inst.deadline_at,
-            "version": inst.version,
+            "deadline_msg_id": inst.deadline_msg_id, "version": inst.version,
         }).fetchone()  # fmt: skip
         if saved is None:  # the row is locked FOR UPDATE, so this would be a bug
             raise RuntimeError(f"saga {inst.saga_id} changed under its lock")

@@ -1,5 +1,6 @@
 -- name: lock
-SELECT saga_id, saga_type, status, step, state, completed_steps, version, correlation_id
+SELECT saga_id, saga_type, status, step, state, completed_steps, version, correlation_id,
+       deadline_msg_id
 FROM saga.instance WHERE saga_id = %(saga_id)s FOR UPDATE
 
 -- name: insert
@@ -13,7 +14,7 @@ ON CONFLICT (saga_id) DO NOTHING
 UPDATE saga.instance
 SET status = %(status)s, step = %(step)s, state = %(state)s, completed_steps = %(completed_steps)s,
     version = version + 1, parked_reason = %(parked_reason)s, deadline_at = %(deadline_at)s,
-    updated_at = now()
+    deadline_msg_id = %(deadline_msg_id)s, updated_at = now()
 WHERE saga_id = %(saga_id)s AND version = %(version)s
 RETURNING version
 

@@ -84,6 +84,17 @@ class TestHappyPath:
         ids = {r[2] for r in rows}
         assert all(r[3] in ids for r in rows[1:]), "each message is caused by an earlier one"
 
+    def test_deadlines_of_finished_steps_are_deleted_not_left_to_fire(
+        self, database_url: str, worker: WorkerProcess
+    ) -> None:
+        # Each step schedules a deadline (60 s here); as the saga moves on, the previous one is
+        # deleted in the same transaction, so nothing is left to be delivered and ignored.
+        order_id, _ = place(database_url, 500)
+        row = wait_until(lambda: settled(database_url, order_id, "COMPLETED"))
+        assert row["deadline_msg_id"] is None
+        queue = next(s.route.queue_name for s in worker.subscribers if s.name.startswith("saga_"))
+        assert worker.broker.queue_length(queue) == 0
+
 
 class TestLogs:
     def test_handler_lines_carry_the_correlation_id_of_the_request(

@@ -1,0 +1,1 @@
+ALTER TABLE saga.instance DROP COLUMN deadline_msg_id;
