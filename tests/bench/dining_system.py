@@ -227,7 +227,8 @@ SELECT (SELECT count(*) FROM outbox.event WHERE global_position IS NULL) AS unre
 # Saga deadlines are delayed messages that stay queued for minutes (or until the slot), so
 # "drained" means: no message left but deadlines (FIFO group ``deadline-...``).
 _QUEUED_SQL = (
-    "SELECT count(*) FROM pgmq.{} WHERE coalesce(headers ->> %s, '') NOT LIKE 'deadline-%%'"
+    "SELECT count(*) FILTER (WHERE coalesce(headers ->> %s, '') NOT LIKE 'deadline-%%'),"
+    " count(*) FILTER (WHERE coalesce(headers ->> %s, '') LIKE 'deadline-%%') FROM pgmq.{}"
 )
 
 
@@ -239,6 +240,7 @@ class Outcome:
     queued: int
     parked: int
     sagas_parked: int
+    deadlines: int = 0  # saga deadline messages still waiting (delayed)
 
     @property
     def total(self) -> int:
@@ -258,6 +260,7 @@ class Outcome:
             "queued_messages_but_deadlines": self.queued,
             "parked_messages": self.parked,
             "parked_sagas": self.sagas_parked,
+            "pending_deadlines": self.deadlines,
         }
 
 
@@ -270,12 +273,16 @@ def outcome(conn: psycopg.Connection[Any]) -> Outcome:
             reasons[reason or "(none)"] += n
     row = conn.execute(ACTIVITY_SQL).fetchone()
     assert row is not None
-    queued = 0
+    queued = deadlines = 0
     for (name,) in conn.execute("SELECT queue_name FROM pgmq.meta").fetchall():
         table = pgsql.Identifier(f"q_{name}")
-        got = conn.execute(pgsql.SQL(_QUEUED_SQL).format(table), [GROUP_HEADER]).fetchone()
-        queued += int(got[0]) if got else 0
-    return Outcome(dict(by_status), dict(reasons), int(row[0]), queued, int(row[1]), int(row[2]))
+        sql = pgsql.SQL(_QUEUED_SQL).format(table)
+        got = conn.execute(sql, [GROUP_HEADER, GROUP_HEADER]).fetchone()
+        if got:
+            queued, deadlines = queued + int(got[0]), deadlines + int(got[1])
+    return Outcome(
+        dict(by_status), dict(reasons), int(row[0]), queued, int(row[1]), int(row[2]), deadlines
+    )
 
 
 def wait_settled(
