@@ -39,7 +39,7 @@ from outbox.broker_process import (
     ProcessResources,
     track_for_fork,
 )
-from sql import query
+from sql import query, queue_query
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,8 +50,8 @@ ACK_LINGER_SECONDS = 0.02
 
 
 def _deleter(queue: str, msg_ids: list[int]) -> Callable[[psycopg.Connection[Any]], object]:
-    params = {"queue": queue, "msg_ids": msg_ids}
-    return lambda conn: conn.execute(query("broker.delete_many"), params)
+    statement, params = queue_query("delete_many", queue), {"msg_ids": msg_ids}
+    return lambda conn: conn.execute(statement, params)
 
 
 class PgmqBroker(dramatiq.Broker):
@@ -274,10 +274,10 @@ class PgmqBroker(dramatiq.Broker):
         must roll back. Either way the worker's later ack makes no second round trip.
         """
         queue, msg_id = message.queue_name, int(message.options[wire.MSG_ID_OPTION])
-        row = conn.execute(query("broker.delete"), {"queue": queue, "msg_id": msg_id}).fetchone()
+        row = conn.execute(queue_query("delete", queue), {"msg_id": msg_id}).fetchone()
         with self._lock:
             self._settled.add((queue, msg_id))
-        return bool(row and row[0])
+        return row is not None
 
     # -- Used by the consumer, the retries and tests --------------------------------------
 

@@ -22,7 +22,7 @@ from outbox import parking, wire
 from outbox.broker_message import PgmqMessageProxy, decode
 from outbox.broker_middleware import attempts_allowed
 from outbox.parking import StoredMessage
-from sql import query
+from sql import query, queue_query
 
 if TYPE_CHECKING:
     from outbox.broker import PgmqBroker
@@ -120,23 +120,19 @@ class PgmqConsumer(Consumer):
         cursor = None
         with conn.pipeline():
             if deletes:
-                conn.execute(
-                    query("broker.delete_many"), {"queue": self.queue_name, "msg_ids": deletes}
-                )
+                conn.execute(queue_query("delete_many", self.queue_name), {"msg_ids": deletes})
             if qty > 0:
                 params = {
                     "queue": self.queue_name,
                     "vt": self._broker.visibility_timeout_seconds,
                     "qty": qty,
-                    "group_header": wire.GROUP_HEADER,
                 }
-                name = "broker.read_ordered" if self._ordered else "broker.read"
-                cursor = conn.execute(query(name), params)
+                name = "read_group_heads" if self._ordered else "read"
+                cursor = conn.execute(queue_query(name, self.queue_name), params)
         return [] if cursor is None else cursor.fetchall()
 
     def _seconds_until_visible(self, conn: psycopg.Connection[Any]) -> float | None:
-        row = conn.execute(query("broker.seconds_until_visible"), {"queue": self.queue_name})
-        value = row.fetchone()
+        value = conn.execute(queue_query("seconds_until_visible", self.queue_name)).fetchone()
         return None if value is None or value[0] is None else float(value[0])
 
     def _admit(self, row: tuple[Any, ...]) -> None:

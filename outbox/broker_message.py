@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from outbox import wire
 from outbox.parking import StoredMessage
-from sql import query
+from sql import query, queue_query
 
 #: Options the broker adds to delivered messages; never written back into a queue.
 DELIVERY_OPTIONS = frozenset({wire.MSG_ID_OPTION, wire.READ_COUNT_OPTION})
@@ -81,9 +81,10 @@ def send_params(
 
 
 def send(conn: psycopg.Connection[Any], params: dict[str, Any], *, notify: bool) -> int:
-    """``pgmq.send`` (and the wake-up NOTIFY) in one round trip; the new msg_id."""
+    """Insert into the queue's table as ``pgmq.send`` does (and NOTIFY the wake-up) in one
+    round trip; the new msg_id."""
     with conn.pipeline():
-        cursor = conn.execute(query("broker.send"), params)
+        cursor = conn.execute(queue_query("send", params["queue"]), params)
         if notify:
             conn.execute(query("broker.notify"), {"channel": wire.notify_channel(params["queue"])})
     row = cursor.fetchone()
@@ -99,16 +100,16 @@ def send_batch(
     delay_ms: int | None,
     notify: bool,
 ) -> list[int]:
-    """``pgmq.send_batch`` of ``send_params`` results for one queue; msg_ids in order."""
-    headers = [p["headers"] for p in sends]
+    """``pgmq.send_batch`` of ``send_params`` results for one queue, as one insert into its
+    table; msg_ids in order."""
+    headers = [None if p["headers"] is None else p["headers"].obj for p in sends]
     params = {
-        "queue": queue,
-        "messages": [p["message"] for p in sends],
-        "headers": None if all(h is None for h in headers) else headers,
+        "messages": Jsonb([p["message"].obj for p in sends]),
+        "headers": None if all(h is None for h in headers) else Jsonb(headers),
         "delay_ms": delay_ms or 0,
     }
     with conn.pipeline():
-        cursor = conn.execute(query("broker.send_batch"), params)
+        cursor = conn.execute(queue_query("send_json_array", queue), params)
         if notify:
             conn.execute(query("broker.notify"), {"channel": wire.notify_channel(queue)})
     return [int(r[0]) for r in cursor.fetchall()]

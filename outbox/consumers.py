@@ -25,7 +25,7 @@ from outbox import wire
 from outbox.envelope import Appended, Envelope, MessageContext, NewMessage
 from outbox.log import append
 from outbox.relay import Route
-from sql import query
+from sql import query, queue_query
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,7 @@ class HandlerContext:
         happens if it is gone already. The message being handled is left to the ack."""
         if msg_id == int(self._message.options[wire.MSG_ID_OPTION]):
             return
-        params = {"queue": self._message.queue_name, "msg_id": msg_id}
-        self.conn.execute(query("broker.delete"), params)
+        self.conn.execute(queue_query("delete", self._message.queue_name), {"msg_id": msg_id})
 
 
 Handler = Callable[[HandlerContext, Envelope], None]

@@ -1,8 +1,8 @@
 """The relay: moves committed log rows to every subscribed pgmq queue.
 
 One transaction per batch does all of it: take the relay leadership (advisory lock), give the
-oldest unrelayed rows their global positions, ``pgmq.send_batch`` to each subscriber queue, and
-NOTIFY the consumers. Either all of that commits or none of it, so a relay killed at any
+oldest unrelayed rows their global positions, insert them into each subscribed queue (one
+statement per queue) and NOTIFY the consumers. Either all of that commits or none of it, so a relay killed at any
 instant neither loses nor duplicates a message. Several relays may run (one per worker process);
 only the leader of the moment does work, the others find the lock taken and wait.
 """
@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from outbox import wire
 from outbox.envelope import Envelope
-from sql import query
+from sql import query, queue_query
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ def relay_batch(conn: psycopg.Connection[Any], batch_size: int) -> int | None:
     sends = build_sends(envelopes, load_routes(conn))
     for queue_name, (msgs, heads) in sends.items():
         conn.execute(
-            query("outbox.send_batch"),
-            {"queue": queue_name, "messages": Jsonb(msgs), "headers": Jsonb(heads)},
+            queue_query("send_json_array", queue_name),
+            {"messages": Jsonb(msgs), "headers": Jsonb(heads), "delay_ms": 0},
         )
     channels = [wire.notify_channel(q) for q in sends] + [PROJECTION_WAKEUP_CHANNEL]
     conn.execute(query("outbox.notify"), {"channels": channels})

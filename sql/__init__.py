@@ -9,6 +9,8 @@ import re
 from functools import cache
 from pathlib import Path
 
+from psycopg import sql as pgsql
+
 QUERIES_DIR = Path(__file__).parent / "queries"
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[\w.\-]+)\s*$", re.MULTILINE)
 
@@ -45,3 +47,11 @@ def query(name: str) -> str:
         return _all_queries()[name]
     except KeyError:
         raise UnknownQuery(name) from None
+
+
+@cache
+def queue_query(name: str, queue: str) -> str:
+    """A block of ``queue.sql`` for one pgmq queue: ``{queue_table}`` becomes its table
+    ``pgmq.q_<queue>``, quoted as an identifier (pgmq's own naming, which lowercases)."""
+    table = pgsql.Identifier("pgmq", f"q_{queue}".lower())
+    return pgsql.SQL(query(f"queue.{name}")).format(queue_table=table).as_string()

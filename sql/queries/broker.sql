@@ -9,17 +9,6 @@ SELECT pgmq.create(%(queue)s::text)
 -- Ordered queues read group heads through this index (see 0005_fifo_reads.up.sql).
 SELECT outbox.pgmq_ensure_group_index(%(queue)s::text)
 
--- name: send
--- Millisecond delays use the timestamptz overload: pgmq's integer overload counts whole seconds.
-SELECT msg_id
-FROM pgmq.send(%(queue)s::text, %(message)s::jsonb, %(headers)s::jsonb,
-               clock_timestamp() + make_interval(secs => %(delay_ms)s::float8 / 1000)) AS msg_id
-
--- name: send_batch
-SELECT msg_id
-FROM pgmq.send_batch(%(queue)s::text, %(messages)s::jsonb[], %(headers)s::jsonb[],
-                     clock_timestamp() + make_interval(secs => %(delay_ms)s::float8 / 1000)) AS msg_id
-
 -- name: notify
 -- A wake-up hint only; consumers also poll. Sent in the sender's transaction, so it arrives
 -- after the message is committed.
@@ -31,32 +20,6 @@ LISTEN {channel}
 
 -- name: ping
 SELECT 1
-
--- name: read
-SELECT r.msg_id, r.read_ct, r.enqueued_at, r.message, r.headers, NULL::bigint AS blocked_by
-FROM pgmq.read(%(queue)s::text, %(vt)s::integer, %(qty)s::integer) AS r
-
--- name: read_ordered
--- At most one message per FIFO group is in flight (pgmq keeps the group's head invisible until
--- it is deleted). blocked_by names a parked message of the same group: this one must be parked
--- behind it, or the group's order would break.
-SELECT r.msg_id, r.read_ct, r.enqueued_at, r.message, r.headers,
-       (SELECT min(p.id)
-        FROM ops.parked_message p
-        WHERE p.queue_name = %(queue)s::text
-          AND p.group_key = r.headers ->> %(group_header)s::text) AS blocked_by
-FROM outbox.pgmq_read_group_heads(%(queue)s::text, %(vt)s::integer, %(qty)s::integer) AS r
-
--- name: seconds_until_visible
--- How long until the next invisible message (delayed, backing off, or in flight) shows up;
--- an idle consumer sleeps until then instead of polling blindly.
-SELECT extract(epoch FROM outbox.pgmq_next_visible_at(%(queue)s::text) - clock_timestamp())::float8
-
--- name: delete
-SELECT pgmq.delete(%(queue)s::text, %(msg_id)s::bigint)
-
--- name: delete_many
-SELECT msg_id FROM pgmq.delete(%(queue)s::text, %(msg_ids)s::bigint[]) AS msg_id
 
 -- name: set_visible_in
 SELECT msg_id

@@ -82,16 +82,6 @@ SELECT position, global_position, event_id, kind, type, stream, version, payload
        correlation_id, causation_id, actor, occurred_at
 FROM outbox.event WHERE stream = %(stream)s ORDER BY version
 
--- name: send_batch
--- Messages and headers come as one JSON array each: dumping a jsonb[] parameter costs the relay
--- a serialisation and an escaping pass per element.
-SELECT pgmq.send_batch(
-    %(queue)s::text,
-    ARRAY(SELECT m FROM jsonb_array_elements(%(messages)s::jsonb) WITH ORDINALITY AS x(m, i)
-          ORDER BY i),
-    ARRAY(SELECT h FROM jsonb_array_elements(%(headers)s::jsonb) WITH ORDINALITY AS x(h, i)
-          ORDER BY i))
-
 -- name: notify
 SELECT pg_notify(channel, '') FROM unnest(%(channels)s::text[]) AS channel
 

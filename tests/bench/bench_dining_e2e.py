@@ -35,6 +35,7 @@ from haengbok.bootstrap import record_routes
 from haengbok.settings import Settings
 from tests.bench.bench_latency import percentile
 from tests.bench.common import drop_database, fresh_database, write_result
+from tests.bench.cpu import CpuMeter, per_unit_ms
 from tests.bench.dining_system import (
     RESERVATIONS_PATH,
     Processes,
@@ -199,12 +200,15 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
             push(system.api_url, customer, bodies[: args.backlog], args.push_concurrency)
         )
         submit_s = time.monotonic() - m0
+        meter = CpuMeter()
         if prefilled:
             system.start_workers(args.workers, args.threads)
             t0, m0 = time.time(), time.monotonic()
+        meter.start()
         terminal_s, drained_s, state = wait_settled(
             url, deadline_seconds=args.settle_deadline, started=m0
         )
+        cpu_seconds = meter.stop()
         times = sorted(confirmations(url).values())
         confirmed = len(times)
         # Confirmations come in a burst at the end (FIFO queues: every reservation goes
@@ -220,6 +224,8 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
             "confirmed": confirmed, "confirmed_per_s": overall,
             "seconds_until_all_terminal": terminal_s,
             "seconds_until_queues_drained": drained_s, "outcome": state.as_dict(),
+            "cpu_seconds_until_drained": cpu_seconds,
+            "cpu_ms_per_confirmed": per_unit_ms(cpu_seconds, confirmed),
         }  # fmt: skip
         print(
             f"  accepted {len(sent.started)} in {submit_s:.1f}s ({sent.shed} 503s retried); "
@@ -227,6 +233,9 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
             f"all terminal after {terminal_s}s (goal >= 300 confirmed/s)",
             flush=True,
         )
+        if prefilled:
+            spent = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_confirmed"].items())
+            print(f"  CPU ms per confirmed reservation until drained: {spent}", flush=True)
         return result
     finally:
         procs.stop_all()

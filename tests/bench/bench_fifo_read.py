@@ -1,5 +1,6 @@
-"""Ordered-queue reads: pgmq.read_grouped_head (groups the whole queue per read) against
-outbox.pgmq_read_group_heads (one index probe per candidate), side by side on the same queue.
+"""Ordered-queue reads: pgmq.read_grouped_head (groups the whole queue per read) against the
+broker's read_group_heads (sql/queries/queue.sql: one index probe per candidate), side by side
+on the same queue.
 
     .venv/bin/python -m tests.bench.bench_fifo_read [--messages 20000] [--groups 10000]
 """
@@ -11,9 +12,14 @@ import time
 
 import psycopg
 
+from sql import queue_query
 from tests.bench.common import drop_database, fresh_database, write_result
 
-READERS = ("pgmq.read_grouped_head", "outbox.pgmq_read_group_heads")
+READERS = {
+    "pgmq.read_grouped_head": "SELECT * FROM pgmq.read_grouped_head('fifo_bench', 30, 16)",
+    "read_group_heads": queue_query("read_group_heads", "fifo_bench"),
+}
+PARAMS = {"queue": "fifo_bench", "vt": 30, "qty": 16}
 
 
 def main() -> None:
@@ -36,15 +42,15 @@ def main() -> None:
                 {"n": args.messages, "groups": args.groups},
             )
             conn.execute("VACUUM ANALYZE pgmq.q_fifo_bench")
-            for name in READERS * 2:  # alternate, twice
+            for name in list(READERS) * 2:  # alternate, twice
                 start = time.perf_counter()
                 for _ in range(args.reads):
                     with conn.transaction(force_rollback=True):
-                        conn.execute(f"SELECT * FROM {name}('fifo_bench', 30, 16)").fetchall()
+                        conn.execute(READERS[name], PARAMS).fetchall()
                 timings[name].append((time.perf_counter() - start) / args.reads * 1000)
         old, new = (min(timings[n]) for n in READERS)
         print(f"{args.messages} messages in {args.groups} groups, read of 16: "
-              f"read_grouped_head {old:.2f} ms, pgmq_read_group_heads {new:.2f} ms "
+              f"read_grouped_head {old:.2f} ms, read_group_heads {new:.2f} ms "
               f"({old / new:.1f}x faster)")  # fmt: skip
         write_result("fifo_read", {"messages": args.messages, "groups": args.groups,
                                    "ms_per_read": timings, "speedup": old / new})  # fmt: skip

@@ -14,6 +14,7 @@ from domain.payments import PaymentProtocolError, PaymentUnavailable
 from outbox.broker import PgmqBroker
 from outbox.errors import is_transient
 from outbox.parking import list_parked
+from sql import queue_query
 from tests.integration.broker.conftest import running_worker
 from tests.waiting import wait_until
 
@@ -92,10 +93,13 @@ class TestOrderedQueueIndex:
                 " '{}'::jsonb, jsonb_build_object('x-pgmq-group', 'g' || (i % 3))"
                 " FROM generate_series(1, 9) AS i"
             )
-            heads = conn.execute(
-                "SELECT headers ->> 'x-pgmq-group' FROM"
-                " outbox.pgmq_read_group_heads('fifo_indexed', 30, 10) ORDER BY msg_id"
-            ).fetchall()
+            read = queue_query("read_group_heads", "fifo_indexed")
+            params = {"queue": "fifo_indexed", "vt": 30, "qty": 10}
+            heads = [r[4]["x-pgmq-group"] for r in conn.execute(read, params).fetchall()]
+            # The group expression of the read must be the index's, or it cannot be used.
+            conn.execute("SET enable_seqscan = off")
+            plan = conn.execute(f"EXPLAIN (COSTS OFF) {read}", params).fetchall()
         assert "q_fifo_indexed_group_idx" in indexes
         assert "q_plain_queue_group_idx" not in indexes
-        assert [h[0] for h in heads] == ["g1", "g2", "g0"], "one head per group, oldest first"
+        assert heads == ["g1", "g2", "g0"], "one head per group, oldest first"
+        assert "q_fifo_indexed_group_idx" in "\n".join(r[0] for r in plan)

@@ -1,0 +1,92 @@
+-- Statements on ONE pgmq queue's table, for the broker's and the relay's hot paths. pgmq's own
+-- functions build their statement with format() and EXECUTE it on every call, so PostgreSQL
+-- parses and plans it each time (for a one-row delete, three quarters of the call). These name
+-- the table directly instead: `sql.queue_query(name, queue)` puts pgmq.q_<queue> in place of
+-- {queue_table} (quoted as an identifier) and psycopg prepares the result like any statement.
+-- The table layout they rely on (msg_id, read_ct, enqueued_at, last_read_at, vt, message,
+-- headers) is pgmq's message_record; tests/integration/broker covers every statement here.
+
+-- name: delete
+DELETE FROM {queue_table} WHERE msg_id = %(msg_id)s::bigint RETURNING msg_id
+
+-- name: delete_many
+DELETE FROM {queue_table} WHERE msg_id = ANY(%(msg_ids)s::bigint[]) RETURNING msg_id
+
+-- name: send
+INSERT INTO {queue_table} (vt, message, headers)
+VALUES (clock_timestamp() + make_interval(secs => %(delay_ms)s::float8 / 1000),
+        %(message)s::jsonb, %(headers)s::jsonb)
+RETURNING msg_id
+
+-- name: send_json_array
+-- Messages and headers come as one JSON array each (dumping a jsonb[] parameter costs a
+-- serialisation and an escaping pass per element). msg_ids are taken in array order.
+INSERT INTO {queue_table} (vt, message, headers)
+SELECT clock_timestamp() + make_interval(secs => %(delay_ms)s::float8 / 1000), m.value,
+       nullif(h.value, 'null'::jsonb)
+FROM jsonb_array_elements(%(messages)s::jsonb) WITH ORDINALITY AS m(value, i)
+LEFT JOIN jsonb_array_elements(%(headers)s::jsonb) WITH ORDINALITY AS h(value, i) USING (i)
+ORDER BY m.i
+RETURNING msg_id
+
+-- name: read
+-- Any visible messages, oldest first (pgmq.read without its conditional filter).
+WITH picked AS (
+    SELECT msg_id
+    FROM {queue_table}
+    WHERE vt <= clock_timestamp()
+    ORDER BY msg_id
+    LIMIT %(qty)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {queue_table} m
+SET vt = clock_timestamp() + make_interval(secs => %(vt)s::integer),
+    read_ct = m.read_ct + 1,
+    last_read_at = clock_timestamp()
+FROM picked
+WHERE m.msg_id = picked.msg_id
+RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.message, m.headers, NULL::bigint AS blocked_by
+
+-- name: read_group_heads
+-- A message is handed out only when no earlier message of its FIFO group is still in the
+-- queue (visible, delayed or in flight): at most one per group at a time, in order. Checked by
+-- one probe of the (group, msg_id) index per candidate (outbox.pgmq_ensure_group_index; the
+-- group expression must stay exactly the index's), walking the queue in msg_id order up to
+-- qty; pgmq.read_grouped_head instead groups the whole table on every read.
+-- blocked_by names a parked message of the same group: the message must be parked behind it,
+-- or the group's order would break.
+WITH heads AS (
+    SELECT m.msg_id
+    FROM {queue_table} m
+    WHERE m.vt <= clock_timestamp()
+      AND NOT EXISTS (
+          SELECT 1 FROM {queue_table} e
+          WHERE coalesce(e.headers ->> 'x-pgmq-group', '_default_fifo_group')
+              = coalesce(m.headers ->> 'x-pgmq-group', '_default_fifo_group')
+            AND e.msg_id < m.msg_id)
+    ORDER BY m.msg_id
+    LIMIT %(qty)s
+    FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE {queue_table} m
+    SET vt = clock_timestamp() + make_interval(secs => %(vt)s::integer),
+        read_ct = m.read_ct + 1,
+        last_read_at = clock_timestamp()
+    FROM heads
+    WHERE m.msg_id = heads.msg_id
+    RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.message, m.headers
+)
+SELECT t.msg_id, t.read_ct, t.enqueued_at, t.message, t.headers,
+       (SELECT min(p.id)
+        FROM ops.parked_message p
+        WHERE p.queue_name = %(queue)s::text
+          AND p.group_key = t.headers ->> 'x-pgmq-group') AS blocked_by
+FROM taken t
+ORDER BY t.msg_id
+
+-- name: seconds_until_visible
+-- How long until the next invisible message (delayed, backing off, or in flight) shows up;
+-- an idle consumer sleeps until then instead of polling blindly. pgmq indexes vt.
+SELECT extract(epoch FROM min(vt) - clock_timestamp())::float8
+FROM {queue_table}
+WHERE vt > clock_timestamp()
