@@ -29,12 +29,27 @@ DEADLINE_TYPE = "saga.DeadlineReached"
 TERMINAL = frozenset({"COMPLETED", "COMPENSATED"})
 
 
-def to_new_message(command: Command) -> NewMessage:
-    return NewMessage(command.TYPE, command.stream(), command.payload(), kind=command.KIND)
+def command_stream(saga_type: str, saga_id: uuid.UUID) -> str:
+    """The stream every command of one saga instance is appended to.
+
+    Not the target aggregate's stream: the contexts append their own events there, from other
+    transactions, and two appends to one stream at once collide on its next version. The saga
+    holds its instance's lock while it appends, so its own stream never sees a collision; and
+    since one instance sends all the commands any context gets about it, they stay in order
+    (each stream is one FIFO group in a queue): an undo never overtakes the step it undoes.
+    """
+    return f"saga-{saga_type}-{saga_id}"
 
 
-def _stored_command(command: Command) -> dict[str, Any]:
-    return {"type": command.TYPE, "kind": command.KIND, "stream": command.stream(),
+def to_new_message(command: Command, stream: str | None = None) -> NewMessage:
+    """The log message of ``command``, on ``stream`` (default: the command's own)."""
+    return NewMessage(
+        command.TYPE, stream or command.stream(), command.payload(), kind=command.KIND
+    )
+
+
+def _stored_command(command: Command, stream: str) -> dict[str, Any]:
+    return {"type": command.TYPE, "kind": command.KIND, "stream": stream,
             "payload": command.payload()}  # fmt: skip
 
 
@@ -134,7 +149,8 @@ class SagaRunner:
     def _apply(self, ctx: HandlerContext, inst: _Instance, r: Reaction) -> None:
         if r == Reaction():
             return
-        ctx.emit(*(to_new_message(c) for c in r.commands))
+        stream = command_stream(self.definition.saga_type, inst.saga_id)
+        ctx.emit(*(to_new_message(c, stream) for c in r.commands))
         inst.data.update(r.data)
         if r.step is not None:
             inst.step = r.step
@@ -142,7 +158,7 @@ class SagaRunner:
             comp = r.compensation
             inst.stack.append({
                 "step": r.finished_step,
-                "compensation": _stored_command(comp.command) if comp else None,
+                "compensation": _stored_command(comp.command, stream) if comp else None,
                 "confirmed_by": comp.confirmed_by if comp else None,
             })  # fmt: skip
         terminal_or_undoing = inst.status in TERMINAL or inst.status == "COMPENSATING"

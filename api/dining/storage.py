@@ -1,12 +1,13 @@
 """How Dining's application code talks to PostgreSQL: named queries into dict rows, event
-appends that survive stream-version races, and constraint violations as domain errors.
+appends, and constraint violations as domain errors.
 
-Why appends are retried: a saga sends its commands on the streams of the contexts it drives
-(``reservation-<id>``, ``deposit-<id>``...), and those contexts append their own events to the
-same streams, from other transactions. Two appends to one stream at once collide on the
-stream's version, not on anything the business cares about: the caller already holds the
-aggregate's row lock. The losing INSERT fails only after the winner committed, so appending
-again in a fresh savepoint sees the new head and succeeds.
+Who appends to a context's stream (``reservation-<id>``, ``deposit-<id>``...): that context's
+own code, which holds the aggregate's row lock while it does (the saga's commands are on the
+saga's stream, ``outbox.sagas.command_stream``). So appends to one stream take turns and never
+collide on its next version. Message handlers therefore append without a savepoint; if a
+collision happened anyway, the delivery would fail and be redelivered, which appends afresh.
+HTTP commands keep a retry in a savepoint (``record``): a rating and a cancel are rare and the
+customer should not see a 409 for a race that is not theirs.
 """
 
 from __future__ import annotations
@@ -60,17 +61,9 @@ async def all_async(conn: psycopg.AsyncConnection[Any], name: str, **params: Any
 
 
 def emit(ctx: HandlerContext, *messages: Message) -> None:
-    """Append what a message handler caused, in its transaction (see the module docstring)."""
-    attempt = 1
-    while True:
-        try:
-            with ctx.conn.transaction():
-                ctx.emit(*(_new(m) for m in messages))
-                return
-        except ConcurrencyConflict:
-            if attempt == APPEND_ATTEMPTS:
-                raise
-            attempt += 1
+    """Append what a message handler caused, in its transaction, with no savepoint (see the
+    module docstring)."""
+    ctx.emit(*(_new(m) for m in messages))
 
 
 async def record(

@@ -12,7 +12,9 @@ from litestar.testing import TestClient
 
 from api.auth import Role
 from domain.dining.restaurant import RESTAURANT_TIMEZONE
+from domain.dining.saga import ReservationSaga
 from haengbok.settings import Settings
+from outbox.sagas import command_stream
 from tests.integration.api.support import bearer
 from tests.waiting import wait_until
 
@@ -143,10 +145,11 @@ def wait_saga(
 
 
 def events(url: str, reservation_id: str) -> list[str]:
-    """Types of every message about the reservation, in log order."""
+    """Types of every message about the reservation, in log order (the saga's commands are on
+    its own stream)."""
     streams = [
         f"{s}-{reservation_id}" for s in ("reservation", "deposit", "recommendation", "booking")
-    ]
+    ] + [command_stream(ReservationSaga.saga_type, uuid.UUID(reservation_id))]
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT type FROM outbox.event WHERE stream = ANY(%s) ORDER BY position", [streams]

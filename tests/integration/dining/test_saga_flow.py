@@ -91,6 +91,22 @@ class TestConfirmed:
             assert happened.index(earlier) < happened.index(later), happened
         row = wait_saga(database_url, rid, "RUNNING")
         assert row["step"] == "confirmed"  # open until the visit, so a cancel can undo it
+        # The saga's commands are on its own stream, the contexts' events on theirs: no two
+        # writers share a stream, so appends never race for a version (outbox.sagas).
+        with psycopg.connect(database_url) as conn:
+            streams = conn.execute(
+                "SELECT kind, stream, count(*) FROM outbox.event WHERE correlation_id ="
+                " (SELECT correlation_id FROM saga.instance WHERE saga_id = %s)"
+                " GROUP BY 1, 2 ORDER BY 1, 2",
+                [rid],
+            ).fetchall()
+        assert streams == [
+            ("command", f"saga-dining_reservation-{rid}", 5),
+            ("event", f"booking-{rid}", 1),
+            ("event", f"deposit-{rid}", 1),
+            ("event", f"recommendation-{rid}", 1),
+            ("event", f"reservation-{rid}", 3),
+        ]
 
     def test_a_charge_whose_answer_was_lost_is_not_charged_twice(
         self,
