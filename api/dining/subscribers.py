@@ -3,6 +3,11 @@
 Each context has a queue of its own, so one that is down (or slow) holds back only its own
 messages: with the restaurant's subscriber stopped, reservations are still paid and wait in
 ``dining_restaurant`` until it is back.
+
+The saga belongs to the reservation context: its commands to that context (record the deposit,
+confirm, reject) run in the saga's own transaction (``SagaRunner(local=...)``). The
+reservation's subscriber still handles them when they come through its queue: commands
+appended before this was so are delivered there.
 """
 
 from __future__ import annotations
@@ -44,8 +49,12 @@ def subscribers(
 ) -> list[Subscriber]:
     """Every Dining subscriber; ``payment_provider`` is the real client or a fake."""
     saga = ReservationSaga(step_deadline_ms=step_deadline_ms, clock=clock)
+    own_context = {
+        t: handle_saga_command
+        for t in (RecordDepositPaid.TYPE, ConfirmReservation.TYPE, RejectReservation.TYPE)
+    }
     return [
-        SagaRunner(saga).subscriber(),
+        SagaRunner(saga, local=own_context).subscriber(),
         Subscriber(
             RESTAURANT,
             frozenset({AcceptReservation.TYPE, ReleaseReservation.TYPE}),
