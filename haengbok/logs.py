@@ -20,6 +20,9 @@ from haengbok.settings import Settings
 _HANDLER_NAME = "haengbok"
 
 
+QUIET_LIBRARIES = ("pgserver", "httpx", "httpcore")
+
+
 def _shared_processors() -> list[Processor]:
     return [
         # First, so that per-request ids bound in contextvars reach every line.
@@ -81,8 +84,11 @@ def configure_logging(
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    # pgserver logs every initdb/pg_ctl line at INFO; only its problems matter to an operator.
-    logging.getLogger("pgserver").setLevel(max(level, logging.WARNING))
+    # These log every initdb/pg_ctl line, or every HTTP request (one per payment call), at
+    # INFO; only their problems matter to an operator (a failed payment call shows up as the
+    # retried delivery's warning, and the circuit breaker logs its changes).
+    for chatty in QUIET_LIBRARIES:
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 def reset_logging() -> None:

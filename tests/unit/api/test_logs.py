@@ -42,6 +42,19 @@ class TestJsonLogs:
         assert lines[0]["answer"] == 42
         assert lines[0]["level"] == "info"
 
+    def test_a_line_per_http_request_is_left_out_but_failures_are_kept(
+        self, restore_logging: None
+    ) -> None:
+        stream = io.StringIO()
+        configure_logging(Settings(log_json=True), stream=stream)
+
+        logging.getLogger("httpx").info("HTTP Request: POST http://pay/charges 200 OK")
+        logging.getLogger("httpx").warning("connection lost")
+
+        assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == [
+            "connection lost"
+        ]
+
     def test_configuring_twice_does_not_duplicate_lines(self, restore_logging: None) -> None:
         stream = io.StringIO()
         configure_logging(Settings(log_json=True), stream=stream)
