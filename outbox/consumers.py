@@ -62,6 +62,11 @@ class HandlerContext:
         self.emitted: list[Appended] = []
 
     @property
+    def message_id(self) -> int:
+        """The pgmq msg_id of the message being handled."""
+        return int(self._message.options[wire.MSG_ID_OPTION])
+
+    @property
     def idempotency_key(self) -> str:
         """Stable across redeliveries of this message to this subscriber."""
         return str(self._message.message_id)
@@ -87,7 +92,7 @@ class HandlerContext:
     def cancel_scheduled(self, msg_id: int) -> None:
         """Delete a message ``schedule_self`` sent earlier, with this transaction; nothing
         happens if it is gone already. The message being handled is left to the ack."""
-        if msg_id == int(self._message.options[wire.MSG_ID_OPTION]):
+        if msg_id == self.message_id:
             return
         self.conn.execute(queue_query("delete", self._message.queue_name), {"msg_id": msg_id})
 

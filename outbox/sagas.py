@@ -1,6 +1,12 @@
 """Saga runtime: stores instances, sends their commands through the log, schedules deadlines
 as delayed pgmq messages, and compensates finished steps in reverse order.
 
+An instance has at most one deadline message pending. A step with a deadline that falls later
+than that message keeps it: the instance row holds the deadline now due, and the message, when
+it arrives before that, schedules itself again for it. So a saga whose steps answer in time
+sends one deadline message and deletes it when no deadline is left, instead of a send and a
+delete per step.
+
 Each message is handled inside the consumer's transaction (``outbox.consumers``), so the
 instance update, the commands it issues, any deadline and the ack commit together.
 
@@ -31,6 +37,9 @@ from sql import query
 log = logging.getLogger(__name__)
 
 DEADLINE_TYPE = "saga.DeadlineReached"
+# A deadline message that arrives this close to its deadline fires (clocks of the database
+# and of this process may differ a little), rather than scheduling itself a few ms later.
+DEADLINE_EARLY_SLACK = timedelta(milliseconds=50)
 TERMINAL = frozenset({"COMPLETED", "COMPENSATED"})
 
 
@@ -73,7 +82,9 @@ class _Instance:
     correlation_id: uuid.UUID
     parked_reason: str | None = None
     deadline_at: datetime | None = None
+    deadline_name: str | None = None
     deadline_msg_id: int | None = None
+    deadline_msg_at: datetime | None = None
 
     def view(self) -> SagaView:
         return SagaView(self.saga_id, self.status, self.step, dict(self.data))
@@ -181,18 +192,20 @@ class SagaRunner:
             self._continue_compensation(ctx, inst)
         elif r.outcome == "complete" and not terminal_or_undoing:
             inst.status = "COMPLETED"
-        # The pending deadline is stale from here on: delete its message rather than have it
-        # delivered later only to be ignored.
-        if inst.deadline_msg_id is not None:
-            ctx.cancel_scheduled(inst.deadline_msg_id)
-        inst.deadline_at, inst.deadline_msg_id = None, None
         if r.deadline is not None and inst.status == "RUNNING":
-            inst.deadline_at = datetime.now(UTC) + timedelta(milliseconds=r.deadline.after_ms)
-            # The deadline names the version the instance will have once this is saved; any
-            # later change to the instance makes it stale.
-            inst.deadline_msg_id = self._schedule_deadline(
-                ctx, inst, r.deadline.name, r.deadline.after_ms, inst.version + 1
-            )
+            due = datetime.now(UTC) + timedelta(milliseconds=r.deadline.after_ms)
+            inst.deadline_at, inst.deadline_name = due, r.deadline.name
+            # The pending message is kept when it fires no later than this deadline: it then
+            # schedules the next one (_on_deadline). One send per saga, not one per step.
+            pending = inst.deadline_msg_at
+            if inst.deadline_msg_id is None or pending is None or pending > due:
+                self._drop_deadline_message(ctx, inst)
+                self._arm_deadline(ctx, inst)
+        else:
+            # No deadline from here on: delete the message rather than have it delivered
+            # later only to be ignored.
+            inst.deadline_at, inst.deadline_name = None, None
+            self._drop_deadline_message(ctx, inst)
         self._save(ctx, inst)
 
     def _continue_compensation(self, ctx: HandlerContext, inst: _Instance) -> None:
@@ -236,25 +249,43 @@ class SagaRunner:
 
     # -- deadlines ------------------------------------------------------------------------
 
-    def _schedule_deadline(
-        self, ctx: HandlerContext, inst: _Instance, name: str, after_ms: int, version: int
-    ) -> int:
-        payload = {"saga_id": str(inst.saga_id), "name": name, "version": version}
+    def _arm_deadline(self, ctx: HandlerContext, inst: _Instance) -> None:
+        """Send the instance's deadline message, due at ``inst.deadline_at``."""
+        assert inst.deadline_at is not None
+        delay_ms = max(0, int((inst.deadline_at - datetime.now(UTC)).total_seconds() * 1000))
+        payload = {"saga_id": str(inst.saga_id), "name": inst.deadline_name}
         env = Envelope(
             position=0, global_position=None,
-            event_id=uuid.uuid5(inst.saga_id, f"{name}/{version}"), kind="event",
-            type=DEADLINE_TYPE, stream=f"saga-{inst.saga_id}", version=version, payload=payload,
-            correlation_id=inst.correlation_id, causation_id=ctx.envelope.event_id, actor=None,
-            occurred_at=datetime.now(UTC),
+            event_id=uuid.uuid5(inst.saga_id, f"deadline/{inst.version}/{inst.deadline_at}"),
+            kind="event", type=DEADLINE_TYPE, stream=f"saga-{inst.saga_id}",
+            version=inst.version, payload=payload, correlation_id=inst.correlation_id,
+            causation_id=ctx.envelope.event_id, actor=None, occurred_at=datetime.now(UTC),
         )  # fmt: skip
         # A group of its own: a delayed head must not hold back other messages in a FIFO queue.
-        return ctx.schedule_self(env, delay_ms=after_ms, group=f"deadline-{env.event_id}")
+        group = f"deadline-{env.event_id}"
+        inst.deadline_msg_id = ctx.schedule_self(env, delay_ms=delay_ms, group=group)
+        inst.deadline_msg_at = inst.deadline_at
+
+    def _drop_deadline_message(self, ctx: HandlerContext, inst: _Instance) -> None:
+        if inst.deadline_msg_id is not None:
+            ctx.cancel_scheduled(inst.deadline_msg_id)
+        inst.deadline_msg_id, inst.deadline_msg_at = None, None
 
     def _on_deadline(self, ctx: HandlerContext, env: Envelope) -> None:
         inst = self._load(ctx, uuid.UUID(env.payload["saga_id"]))
-        if inst is None or inst.status != "RUNNING" or inst.version != env.payload["version"]:
-            return  # the saga moved on: the deadline is stale
-        name = str(env.payload["name"])
+        if inst is None or inst.status != "RUNNING" or inst.deadline_at is None:
+            return  # the saga moved on: nothing is due
+        # Messages sent before instances remembered theirs (migration 0006) name a version.
+        legacy = inst.deadline_msg_id is None and env.payload.get("version") == inst.version
+        if ctx.message_id != inst.deadline_msg_id and not legacy:
+            return  # not the instance's pending deadline message (replaced since it was sent)
+        if inst.deadline_at - datetime.now(UTC) > DEADLINE_EARLY_SLACK:
+            # Sent for an earlier step, whose deadline was followed by a later one: not due yet.
+            inst.deadline_msg_id = None  # this message is acked with the transaction
+            self._arm_deadline(ctx, inst)
+            self._save(ctx, inst)
+            return
+        name = inst.deadline_name or str(env.payload["name"])
         self._apply(
             ctx, inst, self._decide(inst, lambda: self.definition.on_deadline(inst.view(), name))
         )
@@ -268,14 +299,17 @@ class SagaRunner:
             return None
         return _Instance(row["saga_id"], row["status"], row["step"], dict(row["state"]),
                          list(row["completed_steps"]), row["version"], row["correlation_id"],
-                         deadline_msg_id=row["deadline_msg_id"])  # fmt: skip
+                         deadline_at=row["deadline_at"], deadline_name=row["deadline_name"],
+                         deadline_msg_id=row["deadline_msg_id"],
+                         deadline_msg_at=row["deadline_msg_at"])  # fmt: skip
 
     def _save(self, ctx: HandlerContext, inst: _Instance) -> None:
         saved = ctx.conn.execute(query("saga.save"), {
             "saga_id": inst.saga_id, "status": inst.status, "step": inst.step,
             "state": Jsonb(inst.data), "completed_steps": Jsonb(inst.stack),
             "parked_reason": inst.parked_reason, "deadline_at": inst.deadline_at,
-            "deadline_msg_id": inst.deadline_msg_id, "version": inst.version,
+            "deadline_name": inst.deadline_name, "deadline_msg_id": inst.deadline_msg_id,
+            "deadline_msg_at": inst.deadline_msg_at, "version": inst.version,
         }).fetchone()  # fmt: skip
         if saved is None:  # the row is locked FOR UPDATE, so this would be a bug
             raise RuntimeError(f"saga {inst.saga_id} changed under its lock")

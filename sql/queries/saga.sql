@@ -1,6 +1,6 @@
 -- name: lock
 SELECT saga_id, saga_type, status, step, state, completed_steps, version, correlation_id,
-       deadline_msg_id
+       deadline_at, deadline_name, deadline_msg_id, deadline_msg_at
 FROM saga.instance WHERE saga_id = %(saga_id)s FOR UPDATE
 
 -- name: insert
@@ -14,7 +14,8 @@ ON CONFLICT (saga_id) DO NOTHING
 UPDATE saga.instance
 SET status = %(status)s, step = %(step)s, state = %(state)s, completed_steps = %(completed_steps)s,
     version = version + 1, parked_reason = %(parked_reason)s, deadline_at = %(deadline_at)s,
-    deadline_msg_id = %(deadline_msg_id)s, updated_at = now()
+    deadline_name = %(deadline_name)s, deadline_msg_id = %(deadline_msg_id)s,
+    deadline_msg_at = %(deadline_msg_at)s, updated_at = now()
 WHERE saga_id = %(saga_id)s AND version = %(version)s
 RETURNING version
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import psycopg
+
 from api.dining.subscribers import DEPOSIT, RECOMMENDATION, RESTAURANT
 from haengbok.payments.fake import FakePaymentProvider
 from haengbok.settings import Settings
@@ -40,6 +42,16 @@ def wait_step(url: str, reservation_id: str, step: str) -> dict[str, Any]:
         message=lambda: f"saga {reservation_id}: {saga(url, reservation_id)}",
     )
     return found
+
+
+def deadline_messages(url: str) -> list[int]:
+    """msg_ids of the saga's pending deadline messages (FIFO groups ``deadline-...``)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT msg_id FROM pgmq.q_saga_dining_reservation"
+            " WHERE headers ->> 'x-pgmq-group' LIKE 'deadline-%' ORDER BY msg_id"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def cancel(client: Client, settings: Settings, reservation_id: str) -> None:
@@ -76,6 +88,37 @@ class TestRestaurantDown:
 
         wait_status(database_url, rid, "CONFIRMED")
         assert booking_status(database_url, rid) == "ACCEPTED"
+
+    def test_one_deadline_message_serves_every_step_and_is_deleted_when_none_is_left(
+        self,
+        client: Client,
+        settings: Settings,
+        database_url: str,
+        workers: Workers,
+        restaurant: dict[str, Any],
+    ) -> None:
+        workers.start(without={RESTAURANT}, step_deadline_ms=2_000)
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+
+        row = wait_step(database_url, rid, "awaiting_restaurant")
+        # The message sent for the deposit step (due in 2 s) was kept for the later deadlines.
+        first = row["deadline_msg_id"]
+        assert row["deadline_msg_at"] < row["deadline_at"] - dt.timedelta(hours=12), row
+        # When it arrives, the restaurant's deadline is not due: it schedules itself for that.
+        rearmed = wait_until(
+            lambda: (r := saga(database_url, rid)) and r["deadline_msg_id"] != first and r,
+            message=lambda: f"saga {rid}: {saga(database_url, rid)}",
+        )
+        assert (rearmed["status"], rearmed["step"]) == ("RUNNING", "awaiting_restaurant")
+        assert rearmed["deadline_msg_at"] == rearmed["deadline_at"]
+        assert rearmed["deadline_name"] == "restaurant"
+        assert deadline_messages(database_url) == [rearmed["deadline_msg_id"]]
+
+        workers.start(only={RESTAURANT})
+        wait_status(database_url, rid, "CONFIRMED")
+        done = wait_saga(database_url, rid, "RUNNING")
+        assert (done["deadline_at"], done["deadline_msg_id"]) == (None, None)
+        assert deadline_messages(database_url) == []
 
     def test_a_cancel_while_it_is_down_releases_the_seats_it_takes_later(
         self,

@@ -1,0 +1,2 @@
+ALTER TABLE saga.instance DROP COLUMN deadline_msg_at;
+ALTER TABLE saga.instance DROP COLUMN deadline_name;
