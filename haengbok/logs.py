@@ -20,7 +20,7 @@ from haengbok.settings import Settings
 _HANDLER_NAME = "haengbok"
 
 
-QUIET_LIBRARIES = ("pgserver", "httpx", "httpcore")
+QUIET_LIBRARIES = ("pgserver", "httpx", "httpcore", "urllib3")
 
 
 def _shared_processors() -> list[Processor]:
@@ -84,8 +84,8 @@ def configure_logging(
             root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    # These log every initdb/pg_ctl line, or every HTTP request (one per payment call), at
-    # INFO; only their problems matter to an operator (a failed payment call shows up as the
+    # These log every initdb/pg_ctl line, or every HTTP request or connection, at INFO or
+    # DEBUG; only their problems matter to an operator (a failed payment call shows up as the
     # retried delivery's warning, and the circuit breaker logs its changes).
     for chatty in QUIET_LIBRARIES:
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))

@@ -13,8 +13,9 @@ until the visit: that is why the saga stays open while the reservation is CONFIR
 
 A step that was asked for but had not answered when the saga gave up may still succeed later
 (the context was slow or down). Such a late success is undone on arrival (a deposit paid after
-the cancel is refunded, late seats are released, a late entry is deleted). Each context handles
-one stream's messages in order, so an undo never overtakes the step it undoes.
+the cancel is refunded, late seats are released, a late entry is deleted). A saga's commands
+share one stream, and each context handles one stream's messages in order, so an undo never
+overtakes the step it undoes.
 
 Waiting on the deposit or the recommendation context has a deadline (10 minutes unless set).
 Waiting on the restaurant does not time out quickly: if its context is down, reservations stay
