@@ -59,6 +59,7 @@ class Sent:
     started: dict[str, float] = field(default_factory=dict)  # reservation id -> wall clock
     codes: dict[int, int] = field(default_factory=dict)
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
     shed: int = 0
 
     def count(self, code: int) -> None:
@@ -70,8 +71,9 @@ async def _post(client: httpx.AsyncClient, body: bytes, sent: Sent, *, retry_she
         started = time.time()
         try:
             reply = await client.post(RESERVATIONS_PATH, content=body)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             sent.errors += 1
+            sent.error_kinds[repr(exc)[:200]] = sent.error_kinds.get(repr(exc)[:200], 0) + 1
             return
         sent.count(reply.status_code)
         if reply.status_code == 202:
@@ -163,7 +165,7 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         lat = sorted((confirmed_at[r] - t) * 1000 for r, t in ordered if r in confirmed_at)
         result: dict[str, Any] = {
             "rate_per_s": args.rate, "seconds": args.seconds, "achieved_send_rate": achieved,
-            "codes": sent.codes, "client_errors": sent.errors, "accepted": len(sent.started),
+            "codes": sent.codes, "client_errors": sent.errors, "client_error_kinds": sent.error_kinds, "accepted": len(sent.started),
             "measured_after_warmup": len(lat),
             "not_confirmed_after_warmup": len(ordered) - len(lat),
             "seconds_until_all_terminal_after_load": terminal_s,
@@ -218,7 +220,7 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
         result: dict[str, Any] = {
             "workers_during_submit": not prefilled,
             "backlog": args.backlog, "push_concurrency": args.push_concurrency,
-            "codes": sent.codes, "shed_503_retried": sent.shed, "client_errors": sent.errors,
+            "codes": sent.codes, "shed_503_retried": sent.shed, "client_errors": sent.errors, "client_error_kinds": sent.error_kinds,
             "accepted": len(sent.started), "submit_seconds": submit_s,
             "accepted_per_s": len(sent.started) / submit_s,
             "confirmed": confirmed, "confirmed_per_s": overall,
