@@ -18,6 +18,11 @@ BENCHES = [
         ["tests.bench.bench_fifo_read"],
     ),
     (
+        "a delivery's queue statements: pgmq's functions vs prepared statements on the table",
+        ["tests.bench.bench_queue_statements"],
+    ),
+    ("payment client: a charge with urllib3 vs with httpx", ["tests.bench.bench_payment_client"]),
+    (
         "Dining: siege -c100 -t60S on the running system (2 API, 2 workers) vs a bare handler",
         ["tests.bench.bench_dining_siege", "--processes", "2", "--workers", "2"],
     ),
