@@ -1,8 +1,8 @@
 """Customer center "my timeline": every message of a reservation's conversation, in log order.
 
-The conversation is everything on the ``reservation-``, ``deposit-``, ``booking-`` and
-``recommendation-`` streams of one reservation id: the contract's events and the commands
-between them (see ``summaries``). Restaurant catalogue events are not about a reservation.
+The conversation is every logged message that names the reservation: the contexts' events on
+the ``reservation-``, ``deposit-``, ``booking-`` and ``recommendation-`` streams of its id, and
+the saga's commands between them on the saga's own stream (see ``summaries``). Restaurant catalogue events are not about a reservation.
 Ownership is not stored here: only ``ReservationRequested`` names the customer, so queries
 join the reservation row to decide whose timeline an entry belongs to.
 """
@@ -21,7 +21,7 @@ from domain.dining.messages import RestaurantRegistered
 from domain.messages import Message
 from outbox.envelope import Envelope
 from projections.dining.decoding import MESSAGE_CLASSES, decode
-from projections.dining.sql_blocks import Statement, create_from_block, execute_in_order
+from projections.dining.sql_blocks import create_from_block, table_sql
 from projections.dining.summaries import summary
 from projections.projector import Table
 
@@ -38,21 +38,22 @@ def _reservation_id(message: Message) -> uuid.UUID:
     return found
 
 
-def timeline_entry(envelope: Envelope) -> Statement:
-    """The insert that records ``envelope`` on its reservation's timeline."""
-    message = decode(envelope)
-    return f"{_BLOCKS}.insert_timeline_entry", {
-        "global_position": envelope.global_position,
-        "reservation_id": _reservation_id(message),
-        "event_id": envelope.event_id,
-        "kind": envelope.kind,
-        "type": envelope.type,
-        "stream": envelope.stream,
-        "version": envelope.version,
-        "summary": summary(message),
-        "correlation_id": envelope.correlation_id,
-        "occurred_at": envelope.occurred_at,
-    }
+_COLUMNS = ("global_position", "reservation_id", "event_id", "kind", "type", "stream", "version",
+            "summary", "correlation_id", "occurred_at")  # fmt: skip
+
+
+def timeline_entries(envelopes: Sequence[Envelope]) -> dict[str, list[Any]]:
+    """The parameters of the insert that records ``envelopes`` on their reservations'
+    timelines: one list per column, in the order of the envelopes."""
+    columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+    for envelope in envelopes:
+        message = decode(envelope)
+        row = (envelope.global_position, _reservation_id(message), envelope.event_id,
+               envelope.kind, envelope.type, envelope.stream, envelope.version,
+               summary(message), envelope.correlation_id, envelope.occurred_at)  # fmt: skip
+        for name, value in zip(_COLUMNS, row, strict=True):
+            columns[name].append(value)
+    return columns
 
 
 @dataclass(frozen=True)
@@ -70,5 +71,7 @@ class CustomerTimeline:
     def apply(
         self, conn: psycopg.Connection[Any], envelopes: Sequence[Envelope], table: sql.Identifier
     ) -> None:
-        """Add one timeline entry per message."""
-        execute_in_order(conn, table, [timeline_entry(e) for e in envelopes])
+        """Add one timeline entry per message, the whole batch in one statement."""
+        if envelopes:
+            statement = table_sql(f"{_BLOCKS}.insert_timeline_entries", table)
+            conn.execute(statement, timeline_entries(envelopes))

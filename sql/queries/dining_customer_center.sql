@@ -162,10 +162,13 @@ CREATE TABLE {table} (
 );
 CREATE INDEX ON {table} (reservation_id, global_position);
 
--- name: insert_timeline_entry
--- The log position is the key: applying a message twice leaves one entry.
+-- name: insert_timeline_entries
+-- A whole batch in one statement, one array per column. The log position is the key: applying
+-- a message twice leaves one entry (and a batch never holds one position twice).
 INSERT INTO {table} (global_position, reservation_id, event_id, kind, type, stream, version,
                      summary, correlation_id, occurred_at)
-VALUES (%(global_position)s, %(reservation_id)s, %(event_id)s, %(kind)s, %(type)s, %(stream)s,
-        %(version)s, %(summary)s, %(correlation_id)s, %(occurred_at)s)
+SELECT *
+FROM unnest(%(global_position)s::bigint[], %(reservation_id)s::uuid[], %(event_id)s::uuid[],
+            %(kind)s::text[], %(type)s::text[], %(stream)s::text[], %(version)s::integer[],
+            %(summary)s::text[], %(correlation_id)s::uuid[], %(occurred_at)s::timestamptz[])
 ON CONFLICT (global_position) DO NOTHING
