@@ -323,3 +323,30 @@ class TestVisibilityTimeout:
         )
         with pytest.raises(ValueError, match="must stay below"):
             dramatiq.actor(actor_name="slow", broker=broker, time_limit=10_000)(print)
+
+
+class TestEnqueueBatch:
+    def test_a_batch_lands_in_order_with_each_group_and_its_msg_ids_in_that_order(
+        self, make_pgmq_broker: MakeBroker, database_url: str
+    ) -> None:
+        broker = make_pgmq_broker()
+        broker.declare_queue("batch_send")
+        grouped = [_message("batch_send", f"m{i}") for i in range(3)]
+        grouped[1].options["group"] = "g1"
+
+        ids = broker.enqueue_batch(grouped)
+        plain = broker.enqueue_batch([_message("batch_send", "later")], delay=5000)
+
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT msg_id, message -> 'args' ->> 0, headers,"
+                " vt - clock_timestamp() > interval '4 seconds'"
+                " FROM pgmq.q_batch_send ORDER BY msg_id"
+            ).fetchall()
+        assert ids == sorted(ids) and [r[0] for r in rows] == [*ids, *plain]
+        assert [(r[1], r[2], r[3]) for r in rows] == [
+            ("m0", None, False),
+            ("m1", {wire.GROUP_HEADER: "g1"}, False),
+            ("m2", None, False),
+            ("later", None, True),
+        ]
