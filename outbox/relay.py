@@ -2,9 +2,10 @@
 
 One transaction per batch does all of it: take the relay leadership (advisory lock), give the
 oldest unrelayed rows their global positions, insert them into each subscribed queue (one
-statement per queue) and NOTIFY the consumers. Either all of that commits or none of it, so a relay killed at any
-instant neither loses nor duplicates a message. Several relays may run (one per worker process);
-only the leader of the moment does work, the others find the lock taken and wait.
+statement per queue) and NOTIFY the consumers. Either all of that commits or none of it, so a
+relay killed at any instant neither loses nor duplicates a message. Several relays may run (one
+per worker process); only the leader of the moment does work, the others find the lock taken
+and wait.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 The conversation is every logged message that names the reservation: the contexts' events on
 the ``reservation-``, ``deposit-``, ``booking-`` and ``recommendation-`` streams of its id, and
-the saga's commands between them on the saga's own stream (see ``summaries``). Restaurant catalogue events are not about a reservation.
-Ownership is not stored here: only ``ReservationRequested`` names the customer, so queries
-join the reservation row to decide whose timeline an entry belongs to.
+the saga's commands between them on the saga's own stream (see ``summaries``). Restaurant
+catalogue events are not about a reservation. Ownership is not stored here: only
+``ReservationRequested`` names the customer, so queries join the reservation row to decide
+whose timeline an entry belongs to.
 """
 
 from __future__ import annotations

@@ -165,7 +165,8 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         lat = sorted((confirmed_at[r] - t) * 1000 for r, t in ordered if r in confirmed_at)
         result: dict[str, Any] = {
             "rate_per_s": args.rate, "seconds": args.seconds, "achieved_send_rate": achieved,
-            "codes": sent.codes, "client_errors": sent.errors, "client_error_kinds": sent.error_kinds, "accepted": len(sent.started),
+            "codes": sent.codes, "client_errors": sent.errors,
+            "client_error_kinds": sent.error_kinds, "accepted": len(sent.started),
             "measured_after_warmup": len(lat),
             "not_confirmed_after_warmup": len(ordered) - len(lat),
             "seconds_until_all_terminal_after_load": terminal_s,
@@ -220,7 +221,8 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
         result: dict[str, Any] = {
             "workers_during_submit": not prefilled,
             "backlog": args.backlog, "push_concurrency": args.push_concurrency,
-            "codes": sent.codes, "shed_503_retried": sent.shed, "client_errors": sent.errors, "client_error_kinds": sent.error_kinds,
+            "codes": sent.codes, "shed_503_retried": sent.shed, "client_errors": sent.errors,
+            "client_error_kinds": sent.error_kinds,
             "accepted": len(sent.started), "submit_seconds": submit_s,
             "accepted_per_s": len(sent.started) / submit_s,
             "confirmed": confirmed, "confirmed_per_s": overall,

@@ -64,7 +64,8 @@ def main() -> None:
                            "httpx": {"per_s": old_rate, "cpu_us": old_cpu}})  # fmt: skip
             print(f"round {i + 1}: client {new_rate:,.0f}/s, {new_cpu:.0f} us CPU per charge; "
                   f"httpx {old_rate:,.0f}/s, {old_cpu:.0f} us; CPU per charge "
-                  f"{new_cpu / old_cpu:.2f}x, rate {new_rate / old_rate:.2f}x", flush=True)  # fmt: skip
+                  f"{new_cpu / old_cpu:.2f}x, rate {new_rate / old_rate:.2f}x",
+                  flush=True)  # fmt: skip
         client.close()
         reference.close()
         write_result("payment_client", {"charges": args.charges, "rounds": rounds})
