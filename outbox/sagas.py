@@ -253,7 +253,11 @@ class SagaRunner:
         """Send the instance's deadline message, due at ``inst.deadline_at``."""
         assert inst.deadline_at is not None
         delay_ms = max(0, int((inst.deadline_at - datetime.now(UTC)).total_seconds() * 1000))
-        payload = {"saga_id": str(inst.saga_id), "name": inst.deadline_name}
+        # "version" (the one this save gives the instance) is for workers of the release before
+        # 0008 during a rolling upgrade: they take the message as stale once the saga changed,
+        # instead of failing on a missing key. This release goes by the message's id.
+        payload = {"saga_id": str(inst.saga_id), "name": inst.deadline_name,
+                   "version": inst.version + 1}  # fmt: skip
         env = Envelope(
             position=0, global_position=None,
             event_id=uuid.uuid5(inst.saga_id, f"deadline/{inst.version}/{inst.deadline_at}"),
