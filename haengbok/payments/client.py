@@ -77,7 +77,8 @@ class HttpPaymentProvider:
         self._owned_store: PostgresBreakerStore | None = None  # closed with the client
         self._base_url = base_url.rstrip("/")
         self._http = urllib3.PoolManager(
-            # More threads than connections wait for one; the read timeout bounds the call.
+            # block=False: a thread beyond maxsize opens a connection of its own instead of
+            # waiting for a pooled one (it is closed afterwards, not kept).
             num_pools=4, maxsize=max_connections, block=False,
             timeout=urllib3.Timeout(connect=connect_timeout_seconds, read=read_timeout_seconds),
             # No retries here: a retry is a new delivery with the same idempotency key.
