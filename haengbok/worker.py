@@ -1,6 +1,7 @@
-"""One worker process: Dramatiq worker threads on the pgmq broker, plus the relay and the
-projection runner on threads of their own (every worker process runs them; advisory locks make
-one of each do the work at a time, and another takes over when that process dies)."""
+"""One worker process: Dramatiq worker threads on the pgmq broker, plus the relay, the
+projection runner and the saga deadline scheduler on threads of their own (every worker process
+runs them; advisory locks make one relay and one projection runner do the work at a time, and
+another takes over when that process dies; schedulers split due deadlines by row locks)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from outbox.consumers import Subscriber, declare_subscribers, routes
 from outbox.logcontext import CorrelationLogging
 from outbox.pooling import IdleCheck
 from outbox.relay import Relay, sync_routes
+from outbox.saga_deadlines import DeadlineScheduler
 from outbox.wakeup import RelayWakeup
 from projections.projector import Projector
 from projections.runner import ProjectionRunner
@@ -85,6 +87,12 @@ class WorkerProcess:
             if run_relay
             else None
         )
+        self.deadlines = DeadlineScheduler(
+            self.pool,
+            self.broker,
+            self.subscribers,
+            poll_seconds=settings.saga_deadline_poll_seconds,
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._worker: dramatiq.Worker | None = None
@@ -102,6 +110,8 @@ class WorkerProcess:
         self._worker.start()
         if self.relay is not None:
             self._spawn("relay", self.relay.run)
+        if self.deadlines.saga_types:
+            self._spawn("saga-deadlines", self.deadlines.run)
         if self.projectors:
             runner = ProjectionRunner(self._connect, self.projectors)
             self._spawn("projections", runner.run)

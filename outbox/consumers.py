@@ -77,21 +77,10 @@ class HandlerContext:
         self.emitted.extend(appended)
         return appended
 
-    def schedule_self(self, envelope: Envelope, *, delay_ms: int, group: str) -> int:
-        """Send ``envelope`` to this same subscriber after ``delay_ms``; the delayed message
-        commits or rolls back with this transaction (saga deadlines use it)."""
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=self._message.queue_name,
-            actor_name=self._message.actor_name,
-            args=(envelope.to_json(),),
-            kwargs={},
-            options={},
-        )
-        return self._broker.send_in_transaction(self.conn, message, delay_ms=delay_ms, group=group)
-
     def cancel_scheduled(self, msg_id: int) -> None:
-        """Delete a message ``schedule_self`` sent earlier, with this transaction; nothing
-        happens if it is gone already. The message being handled is left to the ack."""
+        """Delete a message of this subscriber's queue (a saga's deadline message) with this
+        transaction; nothing happens if it is gone already. The message being handled is left
+        to the ack."""
         if msg_id == self.message_id:
             return
         self.conn.execute(queue_query("delete", self._message.queue_name), {"msg_id": msg_id})
@@ -110,6 +99,8 @@ class Subscriber:
     queue_name: str | None = None
     ordered: bool = True
     actor_options: dict[str, Any] = field(default_factory=dict)
+    #: Set on a saga's subscriber: the worker then fires that saga type's deadlines into it.
+    saga_type: str | None = None
 
     @property
     def route(self) -> Route:

@@ -1,11 +1,11 @@
-"""Saga runtime: stores instances, sends their commands through the log, schedules deadlines
-as delayed pgmq messages, and compensates finished steps in reverse order.
+"""Saga runtime: stores instances, sends their commands through the log, keeps each instance's
+deadline, and compensates finished steps in reverse order.
 
-An instance has at most one deadline message pending. A step with a deadline that falls later
-than that message keeps it: the instance row holds the deadline now due, and the message, when
-it arrives before that, schedules itself again for it. So a saga whose steps answer in time
-sends one deadline message and deletes it when no deadline is left, instead of a send and a
-delete per step.
+A step's deadline is a column of the instance row, nothing more: while steps answer in time,
+no message is sent for it. Once it passes, the deadline scheduler of a worker process
+(``outbox.saga_deadlines``) sends the instance one deadline message, names it in the row, and
+the runtime applies the definition's ``on_deadline`` when that message arrives, unless the
+saga moved on meanwhile.
 
 Each message is handled inside the consumer's transaction (``outbox.consumers``), so the
 instance update, the commands it issues, any deadline and the ack commit together.
@@ -37,9 +37,6 @@ from sql import query
 log = logging.getLogger(__name__)
 
 DEADLINE_TYPE = "saga.DeadlineReached"
-# A deadline message that arrives this close to its deadline fires (clocks of the database
-# and of this process may differ a little), rather than scheduling itself a few ms later.
-DEADLINE_EARLY_SLACK = timedelta(milliseconds=50)
 TERMINAL = frozenset({"COMPLETED", "COMPENSATED"})
 
 
@@ -110,6 +107,7 @@ class SagaRunner:
             handler=self.handle,
             queue_name=queue_name,
             actor_options=actor_options,
+            saga_type=d.saga_type,
         )
 
     def handle(self, ctx: HandlerContext, env: Envelope) -> None:
@@ -195,17 +193,12 @@ class SagaRunner:
         if r.deadline is not None and inst.status == "RUNNING":
             due = datetime.now(UTC) + timedelta(milliseconds=r.deadline.after_ms)
             inst.deadline_at, inst.deadline_name = due, r.deadline.name
-            # The pending message is kept when it fires no later than this deadline: it then
-            # schedules the next one (_on_deadline). One send per saga, not one per step.
-            pending = inst.deadline_msg_at
-            if inst.deadline_msg_id is None or pending is None or pending > due:
-                self._drop_deadline_message(ctx, inst)
-                self._arm_deadline(ctx, inst)
         else:
-            # No deadline from here on: delete the message rather than have it delivered
-            # later only to be ignored.
             inst.deadline_at, inst.deadline_name = None, None
-            self._drop_deadline_message(ctx, inst)
+        # A deadline message still pending was sent for a deadline that no longer holds (fired
+        # but not yet handled, or sent by an earlier release): delete it rather than have it
+        # delivered only to be ignored. The scheduler sends one for the new deadline when due.
+        self._drop_deadline_message(ctx, inst)
         self._save(ctx, inst)
 
     def _continue_compensation(self, ctx: HandlerContext, inst: _Instance) -> None:
@@ -249,27 +242,6 @@ class SagaRunner:
 
     # -- deadlines ------------------------------------------------------------------------
 
-    def _arm_deadline(self, ctx: HandlerContext, inst: _Instance) -> None:
-        """Send the instance's deadline message, due at ``inst.deadline_at``."""
-        assert inst.deadline_at is not None
-        delay_ms = max(0, int((inst.deadline_at - datetime.now(UTC)).total_seconds() * 1000))
-        # "version" (the one this save gives the instance) is for workers of the release before
-        # 0008 during a rolling upgrade: they take the message as stale once the saga changed,
-        # instead of failing on a missing key. This release goes by the message's id.
-        payload = {"saga_id": str(inst.saga_id), "name": inst.deadline_name,
-                   "version": inst.version + 1}  # fmt: skip
-        env = Envelope(
-            position=0, global_position=None,
-            event_id=uuid.uuid5(inst.saga_id, f"deadline/{inst.version}/{inst.deadline_at}"),
-            kind="event", type=DEADLINE_TYPE, stream=f"saga-{inst.saga_id}",
-            version=inst.version, payload=payload, correlation_id=inst.correlation_id,
-            causation_id=ctx.envelope.event_id, actor=None, occurred_at=datetime.now(UTC),
-        )  # fmt: skip
-        # A group of its own: a delayed head must not hold back other messages in a FIFO queue.
-        group = f"deadline-{env.event_id}"
-        inst.deadline_msg_id = ctx.schedule_self(env, delay_ms=delay_ms, group=group)
-        inst.deadline_msg_at = inst.deadline_at
-
     def _drop_deadline_message(self, ctx: HandlerContext, inst: _Instance) -> None:
         if inst.deadline_msg_id is not None:
             ctx.cancel_scheduled(inst.deadline_msg_id)
@@ -283,10 +255,11 @@ class SagaRunner:
         legacy = inst.deadline_msg_id is None and env.payload.get("version") == inst.version
         if ctx.message_id != inst.deadline_msg_id and not legacy:
             return  # not the instance's pending deadline message (replaced since it was sent)
-        if inst.deadline_at - datetime.now(UTC) > DEADLINE_EARLY_SLACK:
-            # Sent for an earlier step, whose deadline was followed by a later one: not due yet.
-            inst.deadline_msg_id = None  # this message is acked with the transaction
-            self._arm_deadline(ctx, inst)
+        sent_for = inst.deadline_msg_at
+        if not legacy and (sent_for is None or sent_for < inst.deadline_at):
+            # Sent by the release before 0009 for an earlier step's deadline, which a later
+            # one replaced: not due. The scheduler fires the current deadline when it passes.
+            inst.deadline_msg_id, inst.deadline_msg_at = None, None  # acked with this commit
             self._save(ctx, inst)
             return
         name = inst.deadline_name or str(env.payload["name"])

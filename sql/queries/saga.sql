@@ -30,3 +30,27 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(saga_type)s::text IS NULL OR saga_type = %(saga_type)s)
 ORDER BY updated_at DESC
 LIMIT %(limit)s
+
+-- name: due_deadlines
+-- Instances whose deadline has passed and that have no deadline message yet, oldest first.
+-- SKIP LOCKED: an instance a handler holds is taken on a later round, and two schedulers
+-- never take the same one. Served by instance_deadline_due_idx (0009); now(), not
+-- clock_timestamp(): a volatile bound cannot delimit the index scan.
+SELECT saga_id, saga_type, deadline_name, deadline_at, version, correlation_id
+FROM saga.instance
+WHERE status = 'RUNNING' AND deadline_msg_id IS NULL AND deadline_at <= now()
+  AND saga_type = ANY(%(saga_types)s::text[])
+ORDER BY deadline_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: deadline_sent
+-- The version stays: a fired deadline is not a step of the saga.
+UPDATE saga.instance SET deadline_msg_id = %(msg_id)s, deadline_msg_at = deadline_at
+WHERE saga_id = %(saga_id)s
+
+-- name: seconds_until_next_deadline
+SELECT extract(epoch FROM min(deadline_at) - clock_timestamp())::float8
+FROM saga.instance
+WHERE status = 'RUNNING' AND deadline_msg_id IS NULL AND deadline_at IS NOT NULL
+  AND saga_type = ANY(%(saga_types)s::text[])

@@ -24,7 +24,12 @@ from tests.example.shop import OrderPlaced, StockReserved
 from tests.waiting import wait_until
 
 SETTINGS = replace(
-    Settings(), worker_threads=4, relay_idle_poll_seconds=0.2, min_backoff_ms=10, max_backoff_ms=50
+    Settings(),
+    worker_threads=4,
+    relay_idle_poll_seconds=0.2,
+    saga_deadline_poll_seconds=0.1,
+    min_backoff_ms=10,
+    max_backoff_ms=50,
 )
 
 

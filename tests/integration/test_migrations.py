@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import psycopg
+import uuid
 
+import dramatiq
+import psycopg
+from psycopg.rows import dict_row
+
+from outbox import wire
+from outbox.envelope import Envelope
+from outbox.relay import sync_routes
+from outbox.sagas import DEADLINE_TYPE, SagaRunner
 from sql import migrate
 from sql.schema_snapshot import REFERENCE_FILE, snapshot
+from tests.example.shop import OrderSaga
 
 CONTEXT_SCHEMAS = {
     "reservation", "deposit", "restaurant", "recommendation", "customer_center",
@@ -40,6 +49,39 @@ class TestUpgradeFromEmpty:
         assert _schemas(empty_database_url) == set()
         migrate.upgrade(empty_database_url)
         assert _schemas(empty_database_url) == CONTEXT_SCHEMAS
+
+
+class TestSagaDeadlineDowngrade:
+    def test_below_0009_a_waiting_saga_gets_the_deadline_message_that_release_fires_by(
+        self, empty_database_url: str
+    ) -> None:
+        url = empty_database_url
+        migrate.upgrade(url)
+        saga_id = uuid.uuid4()
+        sub = SagaRunner(OrderSaga()).subscriber()
+        with psycopg.connect(url) as conn:
+            sync_routes(conn, [sub.route])
+            conn.execute(
+                "INSERT INTO saga.instance (saga_id, saga_type, status, step, version,"
+                " correlation_id, deadline_at, deadline_name)"
+                " VALUES (%s, 'order', 'RUNNING', 'reserving_stock', 3, %s,"
+                " now() + interval '1 hour', 'stock')",
+                [saga_id, saga_id],
+            )
+        migrate.downgrade(url, "0008_saga_deadline_reuse")
+        with psycopg.connect(url) as conn, conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute("SELECT * FROM saga.instance").fetchone()
+            assert row is not None and row["deadline_msg_at"] == row["deadline_at"]
+            msg = cur.execute(
+                "SELECT * FROM pgmq.q_saga_order WHERE msg_id = %s", [row["deadline_msg_id"]]
+            ).fetchone()
+        assert msg is not None and msg["vt"] == row["deadline_at"]
+        message = dramatiq.Message(**msg["message"])  # as the broker decodes it
+        assert (message.queue_name, message.actor_name) == ("saga_order", sub.name)
+        env = Envelope.from_json(message.args[0])
+        assert env.type == DEADLINE_TYPE and env.correlation_id == saga_id
+        assert env.payload == {"saga_id": str(saga_id), "name": "stock", "version": 3}
+        assert msg["headers"][wire.GROUP_HEADER] == f"deadline-{env.event_id}"
 
 
 class TestReferenceSchema:

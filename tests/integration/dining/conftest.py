@@ -28,6 +28,7 @@ WORKER_SETTINGS = replace(
     Settings(),
     worker_threads=4,
     relay_idle_poll_seconds=0.1,
+    saga_deadline_poll_seconds=0.1,
     min_backoff_ms=10,
     max_backoff_ms=100,
 )
