@@ -49,7 +49,11 @@ def subscribers(
     settings = settings or Settings.from_env()
     provider = payment_provider or _payment_provider(settings, database_url)
     step_deadline_ms = int(settings.dining_step_deadline_seconds * 1000)
-    return [*dining_subscribers(provider, step_deadline_ms=step_deadline_ms)]
+    return [
+        *dining_subscribers(
+            provider, step_deadline_ms=step_deadline_ms, batch_size=settings.consumer_batch_size
+        )
+    ]
 
 
 def record_routes(settings: Settings, database_url: str) -> int:

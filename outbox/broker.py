@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from time import monotonic, sleep
 from typing import Any, TypeVar
 
@@ -47,6 +48,14 @@ T = TypeVar("T")
 SEND_BATCH_CHUNK = 5000
 #: Acks wait at most this long for a read to ride along with before they are deleted alone.
 ACK_LINGER_SECONDS = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """A queue whose messages read together go to one batch actor (``declare_batching``)."""
+
+    actor_name: str
+    max_size: int
 
 
 def _deleter(queue: str, msg_ids: list[int]) -> Callable[[psycopg.Connection[Any]], object]:
@@ -102,6 +111,7 @@ class PgmqBroker(dramatiq.Broker):
         self._created: set[str] = set()
         self._settled: set[tuple[str, int]] = set()
         self._ordered = {wire.check_queue_name(q) for q in ordered_queues}
+        self._batching: dict[str, Batching] = {}
         if middleware is None:
             middleware = pgmq_middleware(
                 time_limit_ms=self.actor_time_limit_ms, max_retries=max_retries,
@@ -151,6 +161,19 @@ class PgmqBroker(dramatiq.Broker):
     def is_ordered(self, queue_name: str) -> bool:
         """Whether the queue hands out one message per FIFO group at a time."""
         return queue_name in self._ordered
+
+    def declare_batching(self, queue_name: str, actor_name: str, max_size: int) -> None:
+        """Hand messages of ``queue_name`` read together (up to ``max_size``) to the actor
+        ``actor_name`` as one ``PgmqBatchProxy``. Declare the actor first; every message of
+        the queue must belong to the one subscriber that actor runs."""
+        if max_size < 2:
+            raise ValueError("a batch holds at least two messages")
+        self.get_actor(actor_name)  # raises ActorNotFound for a typo
+        self._batching[wire.check_queue_name(queue_name)] = Batching(actor_name, max_size)
+
+    def batching(self, queue_name: str) -> Batching | None:
+        """How the queue's messages are batched, or None when they are delivered one by one."""
+        return self._batching.get(queue_name)
 
     def enqueue(
         self,
@@ -278,6 +301,16 @@ class PgmqBroker(dramatiq.Broker):
         with self._lock:
             self._settled.add((queue, msg_id))
         return row is not None
+
+    def ack_many_in_transaction(
+        self, conn: psycopg.Connection[Any], queue_name: str, msg_ids: list[int]
+    ) -> set[int]:
+        """Delete delivered messages inside the caller's transaction; returns those that were
+        still there (the others were finished by another delivery and must not run again).
+        The rows stay locked until the transaction ends, so a concurrent delivery of one of
+        them waits for this one's outcome."""
+        rows = conn.execute(queue_query("delete_many", queue_name), {"msg_ids": msg_ids})
+        return {int(r[0]) for r in rows.fetchall()}
 
     # -- Used by the consumer, the retries and tests --------------------------------------
 

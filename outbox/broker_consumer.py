@@ -3,6 +3,12 @@
 Dramatiq calls ``__next__`` from its consumer thread and ``ack``/``nack`` from worker threads.
 Acks only queue the msg_id; the consumer thread deletes them in the same round trip as its next
 read (pipeline mode), so a busy queue costs one round trip per batch, not one per message.
+
+On a queue with batching declared (``PgmqBroker.declare_batching``), the messages one read
+returns are handed to the batch actor together (``PgmqBatchProxy``), to run in one transaction.
+A message read for the second time or more is always delivered alone: a batch that failed (or
+whose worker died) is thus split, and each of its messages gets the usual retries and parking
+on its own.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from collections.abc import Iterable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+import dramatiq
 import psycopg
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.errors import ConnectionClosed
 
 from outbox import parking, wire
-from outbox.broker_message import PgmqMessageProxy, decode
+from outbox.broker_message import PgmqBatchProxy, PgmqMessageProxy, decode
 from outbox.broker_middleware import attempts_allowed
 from outbox.parking import StoredMessage
 from sql import query, queue_query
@@ -45,6 +52,7 @@ class PgmqConsumer(Consumer):
         self.prefetch = max(1, prefetch)
         self.timeout = timeout
         self._ordered = broker.is_ordered(queue_name)
+        self._batching = broker.batching(queue_name)
         self._bell = broker.doorbell(queue_name)
         self._acks = broker.ack_buffer(queue_name)
         #: Reads that found nothing (tests wait on it to know the consumer is idle).
@@ -102,8 +110,8 @@ class PgmqConsumer(Consumer):
         self._dirty = len(rows) >= qty  # a full batch: there may be more right away
         if rows:
             self._misses, self._next_poll = 0, monotonic() + self._broker.poll_min_seconds
-            for row in rows:
-                self._admit(row)
+            admitted = [p for p in map(self._admit, rows) if p is not None]
+            self._cache.extend(self._batched(admitted) if self._batching else admitted)
             return
         self._misses += 1
         self.empty_reads += 1
@@ -135,20 +143,38 @@ class PgmqConsumer(Consumer):
         value = conn.execute(queue_query("seconds_until_visible", self.queue_name)).fetchone()
         return None if value is None or value[0] is None else float(value[0])
 
-    def _admit(self, row: tuple[Any, ...]) -> None:
-        """Deliver a read message, or park it when it must not run."""
+    def _batched(self, proxies: list[PgmqMessageProxy]) -> list[PgmqMessageProxy]:
+        """First-time deliveries in batches for the batch actor; the others alone."""
+        assert self._batching is not None
+        alone = [p for p in proxies if p.stored.read_ct > 1]
+        fresh = [p for p in proxies if p.stored.read_ct <= 1]
+        size = self._batching.max_size
+        for start in range(0, len(fresh), size):
+            chunk = fresh[start : start + size]
+            if len(chunk) == 1:
+                alone.append(chunk[0])
+                continue
+            carrier: dramatiq.Message[Any] = dramatiq.Message(
+                queue_name=self.queue_name, actor_name=self._batching.actor_name, args=(),
+                kwargs={}, options={wire.MSG_ID_OPTION: chunk[0].msg_id},
+            )  # fmt: skip
+            alone.append(PgmqBatchProxy(carrier, chunk))
+        return alone
+
+    def _admit(self, row: tuple[Any, ...]) -> PgmqMessageProxy | None:
+        """A read message for delivery, or None when it must not run (parked)."""
         msg_id, read_ct, enqueued_at, body, headers, blocked_by = row
         stored = StoredMessage(self.queue_name, msg_id, read_ct, enqueued_at, body, headers)
         if blocked_by is not None:
             if self._broker.run(lambda conn: parking.park_behind(conn, stored)) is None:
                 # The blocker was re-queued meanwhile and is the group's head again.
                 self._make_visible([msg_id], 0)
-            return
+            return None
         try:
             message = decode(self.queue_name, body)
         except (KeyError, TypeError, ValueError) as exc:
             self._park(stored, f"undecodable message: {parking.error_text(exc)}")
-            return
+            return None
         allowed = attempts_allowed(self._broker, message)
         if allowed is not None and read_ct > allowed + UNFINISHED_DELIVERY_GRACE:
             self._park(
@@ -157,12 +183,12 @@ class PgmqConsumer(Consumer):
                 "for deliveries cut off by a crash or outage): earlier attempts ended without "
                 "an outcome (their worker died or lost its connection)",
             )
-            return
+            return None
         message.options[wire.MSG_ID_OPTION] = msg_id
         message.options[wire.READ_COUNT_OPTION] = read_ct
         with self._lock:
             self._in_flight.add(msg_id)
-        self._cache.append(PgmqMessageProxy(message, stored))
+        return PgmqMessageProxy(message, stored)
 
     def _park(self, stored: StoredMessage, error: str) -> None:
         parked = self._broker.run(lambda conn: parking.park(conn, stored, error))
@@ -183,13 +209,27 @@ class PgmqConsumer(Consumer):
         if not isinstance(message, PgmqMessageProxy):
             raise TypeError(f"not a message delivered by PgmqBroker: {message!r}")
         with self._lock:
-            self._in_flight.discard(message.msg_id)
+            self._in_flight.difference_update(message.msg_ids)
+        if isinstance(message, PgmqBatchProxy):
+            return message, message.done
         return message, self._broker.forget_settled(self.queue_name, message.msg_id)
+
+    def _split(self, batch: PgmqBatchProxy) -> None:
+        """Make the messages of a batch that did not commit visible again at once; having
+        been read before, each is then delivered alone."""
+        log.info(
+            "batch of %d messages of %s did not commit; each runs alone next",
+            len(batch.parts), self.queue_name,
+        )  # fmt: skip
+        self._make_visible(batch.msg_ids, 0)
 
     def ack(self, message: MessageProxy) -> None:
         proxy, settled = self._settle(message)
         try:
-            if proxy.retry_in_ms is not None:
+            if isinstance(proxy, PgmqBatchProxy):
+                if not settled:
+                    self._split(proxy)
+            elif proxy.retry_in_ms is not None:
                 # Stays in the queue; an ordered group stays blocked behind it while it waits.
                 self._make_visible([proxy.msg_id], proxy.retry_in_ms, counted=proxy.attempt_counts)
             elif not settled:
@@ -198,7 +238,14 @@ class PgmqConsumer(Consumer):
             self._bell.ring()
 
     def nack(self, message: MessageProxy) -> None:
-        proxy, _ = self._settle(message)
+        proxy, settled = self._settle(message)
+        if isinstance(proxy, PgmqBatchProxy):
+            try:
+                if not settled:
+                    self._split(proxy)  # never parked as a whole
+            finally:
+                self._bell.ring()
+            return
         reason = proxy.park_reason
         if reason is None:
             exc = proxy.exception
@@ -213,7 +260,7 @@ class PgmqConsumer(Consumer):
         ids = []
         for message in messages:
             proxy, _ = self._settle(message)
-            ids.append(proxy.msg_id)
+            ids.extend(proxy.msg_ids)
         if ids:
             self._make_visible(ids, 0)
 

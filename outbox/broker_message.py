@@ -42,6 +42,34 @@ class PgmqMessageProxy(MessageProxy):
     def exception(self) -> BaseException | None:
         return self._exception
 
+    @property
+    def msg_ids(self) -> list[int]:
+        """The pgmq msg_ids this delivery settles."""
+        return [self.msg_id]
+
+
+class PgmqBatchProxy(PgmqMessageProxy):
+    """Several messages of one queue, read together, for a subscriber's batch actor to run in
+    one transaction (``outbox.consumers.deliver_batch``).
+
+    ``message`` is a carrier for the batch actor, never stored in a queue; each of ``parts``
+    is the delivery of one stored message. The batch actor sets ``done`` once the batch has
+    committed (the messages are deleted with it). A batch that ends otherwise is never
+    retried or parked as a whole: the consumer makes its messages visible again, and a
+    message read a second time is delivered alone, with the usual retries and parking.
+    """
+
+    def __init__(self, message: dramatiq.Message[Any], parts: list[PgmqMessageProxy]) -> None:
+        if not parts:
+            raise ValueError("a batch needs at least one message")
+        super().__init__(message, parts[0].stored)
+        self.parts = parts
+        self.done = False
+
+    @property
+    def msg_ids(self) -> list[int]:
+        return [part.msg_id for part in self.parts]
+
 
 def decode(queue_name: str, body: Any) -> dramatiq.Message[Any]:
     """The Dramatiq message in a pgmq ``message`` column.

@@ -76,7 +76,7 @@ class LeaseRenewal(Middleware):
         waited_ms = (monotonic() - message.leased_at) * 1000
         if waited_ms <= (vt_ms - time_limit_ms(broker, message)) / 2:
             return
-        params = {"queue": message.queue_name, "msg_ids": [message.msg_id], "delay_ms": vt_ms}
+        params = {"queue": message.queue_name, "msg_ids": message.msg_ids, "delay_ms": vt_ms}
         pgmq_broker.run(lambda conn: conn.execute(query("broker.set_visible_in"), params))
         message.leased_at = monotonic()
         log.debug(

@@ -6,6 +6,12 @@ the delete is inside the handler's transaction, a delivery that did not commit l
 behind, and a delivery whose delete finds the message already gone (another delivery won)
 rolls back. Effects inside PostgreSQL therefore happen exactly once; calls to the outside world
 use ``HandlerContext.idempotency_key``, which is the same for every delivery of a message.
+
+A subscriber with ``batch_size`` > 1 runs the messages one read hands out together in one
+transaction (``deliver_batch``): one commit, one delete and one wake-up for all of them. If any
+of them fails, the whole transaction rolls back and the broker delivers each message alone
+afterwards, so a failing message is retried and parked by itself and never takes others'
+effects with it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import dramatiq
 import psycopg
@@ -22,8 +28,10 @@ from dramatiq.middleware import CurrentMessage
 from psycopg_pool import ConnectionPool
 
 from outbox import wire
+from outbox.broker_message import PgmqBatchProxy
 from outbox.envelope import Appended, Envelope, MessageContext, NewMessage
 from outbox.log import append
+from outbox.logcontext import bound_message
 from outbox.relay import Route
 from sql import query, queue_query
 
@@ -35,6 +43,10 @@ class TransactionalBroker(Protocol):
 
     def ack_in_transaction(self, conn: psycopg.Connection[Any], message: Any) -> bool: ...
 
+    def ack_many_in_transaction(
+        self, conn: psycopg.Connection[Any], queue_name: str, msg_ids: list[int]
+    ) -> set[int]: ...
+
     def send_in_transaction(
         self,
         conn: psycopg.Connection[Any],
@@ -43,6 +55,13 @@ class TransactionalBroker(Protocol):
         delay_ms: int | None = None,
         group: str | None = None,
     ) -> int: ...
+
+
+@runtime_checkable
+class BatchingBroker(Protocol):
+    """A broker that hands a queue's messages to a batch actor (``outbox.broker.PgmqBroker``)."""
+
+    def declare_batching(self, queue_name: str, actor_name: str, max_size: int) -> None: ...
 
 
 class HandlerContext:
@@ -101,10 +120,25 @@ class Subscriber:
     actor_options: dict[str, Any] = field(default_factory=dict)
     #: Set on a saga's subscriber: the worker then fires that saga type's deadlines into it.
     saga_type: str | None = None
+    #: Up to this many messages read together run in one transaction (1: each alone). The
+    #: subscriber must have its queue to itself. Keep it 1 for handlers that call the outside
+    #: world: a batch's calls add up against one time limit.
+    batch_size: int = 1
+    #: The order a batch runs in (stable, default: as read). Handlers that lock rows should
+    #: give the key they lock by, so concurrent batches take their locks in one order.
+    batch_key: Callable[[Envelope], str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size of {self.name} must be at least 1")
 
     @property
     def route(self) -> Route:
         return Route(self.name, self.queue_name or self.name, self.handles, self.ordered)
+
+    @property
+    def batch_actor_name(self) -> str:
+        return f"{self.name}.batch"
 
 
 class _Superseded(Exception):
@@ -152,6 +186,43 @@ def deliver(
         return True
 
 
+def deliver_batch(
+    pool: ConnectionPool[Any],
+    broker: TransactionalBroker,
+    subscriber: Subscriber,
+    batch: PgmqBatchProxy,
+    wake_relay: Callable[[], None] | None = None,
+) -> int:
+    """Run ``subscriber`` for every message of ``batch`` in one transaction, which deletes
+    them first: a message another delivery already finished is skipped. Sets ``batch.done``
+    once committed and returns how many messages ran. Raises what a handler raised, after the
+    rollback; the caller leaves the messages to be delivered alone (``outbox.broker_consumer``).
+    """
+    runs = [(part, Envelope.from_json(part.args[0])) for part in batch.parts]
+    if subscriber.batch_key is not None:
+        key = subscriber.batch_key
+        runs.sort(key=lambda run: key(run[1]))
+    emitted = False
+    with structlog.contextvars.bound_contextvars(subscriber=subscriber.name):
+        with pool.connection() as conn:
+            with conn.transaction():
+                live = broker.ack_many_in_transaction(conn, batch.queue_name, batch.msg_ids)
+                for part, envelope in runs:
+                    with bound_message(part):
+                        if part.msg_id not in live:
+                            log.info("delivery superseded by another one that committed first")
+                            continue
+                        ctx = HandlerContext(conn, envelope, broker, part)
+                        subscriber.handler(ctx, envelope)
+                        emitted = emitted or bool(ctx.emitted)
+            if emitted and wake_relay is None:
+                notify_relay_now(conn)
+        batch.done = True
+        if emitted and wake_relay is not None:
+            wake_relay()
+    return len(live)
+
+
 def declare_subscribers(
     broker: dramatiq.Broker,
     pool_provider: Callable[[], ConnectionPool[Any]],
@@ -175,7 +246,40 @@ def declare_subscribers(
             actor_name=sub.name, queue_name=sub.route.queue_name, broker=broker, **sub.actor_options
         )
         actors.append(decorate(run))
+        if sub.batch_size > 1:
+            actors.append(_declare_batch_actor(broker, pool_provider, sub, wake_relay))
     return actors
+
+
+def _declare_batch_actor(
+    broker: dramatiq.Broker,
+    pool_provider: Callable[[], ConnectionPool[Any]],
+    sub: Subscriber,
+    wake_relay: Callable[[], None] | None,
+) -> dramatiq.Actor[Any, Any]:
+    if not isinstance(broker, BatchingBroker):
+        raise TypeError(f"batch_size of {sub.name} needs a broker that batches (PgmqBroker)")
+
+    def run_batch() -> None:
+        batch = CurrentMessage.get_current_message()
+        if not isinstance(batch, PgmqBatchProxy):
+            raise RuntimeError(f"{sub.batch_actor_name} runs batches delivered by PgmqBroker")
+        try:
+            deliver_batch(pool_provider(), broker, sub, batch, wake_relay)
+        except Exception as exc:
+            # Not raised on: the batch is not retried as a whole (see deliver_batch).
+            log.warning(
+                "a batch of %d messages for %s rolled back (%s: %s); each runs alone next",
+                len(batch.parts), sub.name, type(exc).__name__, exc,
+            )  # fmt: skip
+
+    run_batch.__name__ = sub.batch_actor_name
+    options = {k: v for k, v in sub.actor_options.items() if k == "time_limit"}
+    actor = dramatiq.actor(
+        actor_name=sub.batch_actor_name, queue_name=sub.route.queue_name, broker=broker, **options
+    )(run_batch)
+    broker.declare_batching(sub.route.queue_name, sub.batch_actor_name, sub.batch_size)
+    return actor
 
 
 def routes(subscribers: Sequence[Subscriber]) -> list[Route]:

@@ -3,6 +3,8 @@ handler's own lines and those of the broker's middleware (retries, parking) alik
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dramatiq
@@ -40,3 +42,10 @@ class CorrelationLogging(Middleware):
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         structlog.contextvars.unbind_contextvars(*_KEYS)
+
+
+@contextmanager
+def bound_message(message: Any) -> Iterator[None]:
+    """Bind one message's ids while it runs inside another's processing (a batch's part)."""
+    with structlog.contextvars.bound_contextvars(**_context(message)):
+        yield

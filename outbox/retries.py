@@ -20,7 +20,7 @@ from dramatiq.errors import ActorNotFound, Retry
 from dramatiq.middleware import Middleware
 
 from outbox import wire
-from outbox.broker_message import PgmqMessageProxy
+from outbox.broker_message import PgmqBatchProxy, PgmqMessageProxy
 from outbox.errors import is_transient
 from outbox.parking import error_text
 
@@ -91,7 +91,9 @@ class PgmqRetries(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        if exception is None:
+        if exception is None or isinstance(message, PgmqBatchProxy):
+            # A failed batch is split by its consumer; each message then runs alone, and
+            # its own failures are retried or parked here.
             return
         if is_transient(exception):
             # The database went away mid-delivery: back off and try again, and give the

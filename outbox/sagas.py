@@ -99,7 +99,11 @@ class SagaRunner:
         self.definition = definition
         self.local = dict(local or {})
 
-    def subscriber(self, *, queue_name: str | None = None, **actor_options: Any) -> Subscriber:
+    def subscriber(
+        self, *, queue_name: str | None = None, batch_size: int = 1, **actor_options: Any
+    ) -> Subscriber:
+        """The saga's subscriber; with ``batch_size`` > 1 a batch takes its instances' locks
+        in saga id order, so two batches never wait on each other in a cycle."""
         d = self.definition
         return Subscriber(
             name=f"saga_{d.saga_type}",
@@ -108,7 +112,16 @@ class SagaRunner:
             queue_name=queue_name,
             actor_options=actor_options,
             saga_type=d.saga_type,
+            batch_size=batch_size,
+            batch_key=self.instance_key,
         )
+
+    def instance_key(self, env: Envelope) -> str:
+        """The id of the instance a message is for ("" when it is for none)."""
+        if env.type == DEADLINE_TYPE:
+            return str(env.payload["saga_id"])
+        saga_id = self.definition.saga_id_for(env.type, env.payload)
+        return "" if saga_id is None else str(saga_id)
 
     def handle(self, ctx: HandlerContext, env: Envelope) -> None:
         if env.type == DEADLINE_TYPE:

@@ -102,6 +102,16 @@ def release_reservation(ctx: HandlerContext, command: ReleaseReservation) -> Non
     emit(ctx, released)
 
 
+def booking_lock_key(env: Envelope) -> str:
+    """The order a batch of booking commands runs in: by the slot an accept locks, so
+    concurrent batches lock slots in one order (a release's slot is only known from its
+    booking row; releases go last, by reservation)."""
+    payload = env.payload
+    if env.type == AcceptReservation.TYPE:
+        return f"0/{payload.get('restaurant_id')}/{payload.get('date')}/{payload.get('slot')}"
+    return f"1/{payload.get('reservation_id')}"
+
+
 def handle_booking_command(ctx: HandlerContext, env: Envelope) -> None:
     """The restaurant context's subscriber: AcceptReservation and ReleaseReservation."""
     if env.type == AcceptReservation.TYPE:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from api.dining.deposits import RefundDeclined, deposit_handler
 from api.dining.recommendations import handle_entry_command
 from api.dining.reservations import handle_saga_command
-from api.dining.restaurants import handle_booking_command
+from api.dining.restaurants import booking_lock_key, handle_booking_command
 from domain.dining.clock import Clock, utc_now
 from domain.dining.messages import (
     AcceptReservation,
@@ -39,6 +39,8 @@ RESERVATION = "dining_reservation"
 DEPOSIT = "dining_deposit"
 RECOMMENDATION = "dining_recommendation"
 SAGA = f"saga_{ReservationSaga.saga_type}"
+#: Messages per transaction for the subscribers that batch (HAENGBOK_CONSUMER_BATCH_SIZE).
+DEFAULT_BATCH_SIZE = 16
 
 
 def subscribers(
@@ -46,19 +48,27 @@ def subscribers(
     *,
     step_deadline_ms: int = DEFAULT_STEP_DEADLINE_MS,
     clock: Clock = utc_now,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[Subscriber]:
-    """Every Dining subscriber; ``payment_provider`` is the real client or a fake."""
+    """Every Dining subscriber; ``payment_provider`` is the real client or a fake.
+
+    The saga, the restaurant and the recommendation subscribers run up to ``batch_size``
+    messages per transaction (``outbox.consumers.deliver_batch``); the deposit's calls the
+    payment provider and runs each message alone.
+    """
     saga = ReservationSaga(step_deadline_ms=step_deadline_ms, clock=clock)
     own_context = {
         t: handle_saga_command
         for t in (RecordDepositPaid.TYPE, ConfirmReservation.TYPE, RejectReservation.TYPE)
     }
     return [
-        SagaRunner(saga, local=own_context).subscriber(),
+        SagaRunner(saga, local=own_context).subscriber(batch_size=batch_size),
         Subscriber(
             RESTAURANT,
             frozenset({AcceptReservation.TYPE, ReleaseReservation.TYPE}),
             handle_booking_command,
+            batch_size=batch_size,
+            batch_key=booking_lock_key,
         ),
         Subscriber(
             RESERVATION,
@@ -77,5 +87,6 @@ def subscribers(
             RECOMMENDATION,
             frozenset({RegisterRecommendationEntry.TYPE, DeleteRecommendationEntry.TYPE}),
             handle_entry_command,
+            batch_size=batch_size,
         ),
     ]

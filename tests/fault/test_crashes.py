@@ -75,9 +75,10 @@ def fault_db(database_url: str) -> str:
     return database_url
 
 
-@pytest.fixture
-def workers(fault_db: str) -> Iterator[Workers]:
-    pool = Workers(fault_db)
+@pytest.fixture(params=[1, 16], ids=["one-per-transaction", "batches-of-16"])
+def workers(fault_db: str, request: pytest.FixtureRequest) -> Iterator[Workers]:
+    """Every fault case runs with the handler alone per message and in batches."""
+    pool = Workers(fault_db, FAULT_BATCH=str(request.param))
     yield pool
     pool.stop_all()
 

@@ -3,7 +3,8 @@
 Its handler writes one effect row per handled ping (no unique constraint, so a duplicate
 effect would be counted, not hidden) and emits one follow-up event. Pings can ask to block
 inside the handler once (so a test can SIGKILL the process mid-handler deterministically) or
-to always fail (a poison message).
+to always fail (a poison message). FAULT_BATCH > 1 runs the handler in batches of up to that many
+messages per transaction (``outbox.consumers.deliver_batch``).
 """
 
 from __future__ import annotations
@@ -54,8 +55,15 @@ def handle(ctx: HandlerContext, env: Envelope) -> None:
 
 
 def subscribers() -> list[Subscriber]:
+    batch_size = int(os.environ.get("FAULT_BATCH", "1"))
     return [
-        Subscriber("fault_counter", frozenset({PING}), handle, actor_options={"max_retries": 2})
+        Subscriber(
+            "fault_counter",
+            frozenset({PING}),
+            handle,
+            actor_options={"max_retries": 2},
+            batch_size=batch_size,
+        )
     ]
 
 
