@@ -12,7 +12,13 @@ import psycopg
 from psycopg import sql
 
 from projections.projector import Projector, check_projector
-from projections.runtime import DEFAULT_BATCH_SIZE, WAKEUP_CHANNEL, register, run_once
+from projections.runtime import (
+    DEFAULT_BATCH_SIZE,
+    WAKEUP_CHANNEL,
+    register,
+    run_once,
+    run_round,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +75,26 @@ class ProjectionRunner:
             self._close()
 
     def catch_up_round(self) -> bool:
-        """One batch per projector; true if any checkpoint moved (so more may be waiting)."""
+        """One batch per projector, all in one transaction (``run_round``); true if any
+        checkpoint moved (so more may be waiting). If the shared round fails, each projector
+        runs alone, so a failing one holds up nobody else."""
         conn = self._work_connection()
+        now = time.monotonic()
+        ready = [p for p in self._projectors if self._retry_at.get(p.name, 0.0) <= now]
+        if not ready:
+            return False
+        try:
+            advanced = run_round(conn, ready, batch_size=self._batch_size)
+        except Exception:
+            if conn.broken or conn.closed:
+                raise
+            log.warning("a projection failed in the shared round; running each alone")
+            return self._one_by_one(conn, ready)
+        return any(steps > 0 for steps in advanced.values())
+
+    def _one_by_one(self, conn: psycopg.Connection[Any], projectors: list[Projector]) -> bool:
         busy = False
-        for projector in self._projectors:
-            if self._retry_at.get(projector.name, 0.0) > time.monotonic():
-                continue
+        for projector in projectors:
             try:
                 busy |= run_once(conn, projector, batch_size=self._batch_size) > 0
             except Exception:

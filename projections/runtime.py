@@ -6,6 +6,7 @@ projection exactly at its last committed batch: nothing lost, nothing applied tw
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import psycopg
@@ -104,6 +105,63 @@ def _run_once(conn: psycopg.Connection[Any], projector: Projector, batch_size: i
             return 0
         save_checkpoint(conn, projector.name, position)
         return position - checkpoint
+
+
+def run_round(
+    conn: psycopg.Connection[Any],
+    projectors: Sequence[Projector],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, int]:
+    """One batch for each of ``projectors`` this connection can lock, in ONE transaction.
+
+    The log is read once for all of them (the union of their types, from the lowest of their
+    checkpoints); each gets the events past its own checkpoint, and every checkpoint moves to
+    where the read ended. Returns how many log positions each projection advanced. A failing
+    ``apply`` rolls the whole round back and propagates: ``run_once`` per projector then tells
+    which one fails without holding up the others (``projections.runner``).
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise ValueError("run_round commits its batch: pass a connection outside a transaction")
+    by_name = {p.name: p for p in projectors}
+    with conn.transaction():
+        with conn.cursor(row_factory=tuple_row) as cur:
+            held = cur.execute(query("projection.lock_round"), {"names": list(by_name)}).fetchall()
+        if not held:
+            return {}
+        checkpoints = {str(r[0]): int(r[1]) for r in held}
+        head = int(held[0][2])
+        after = min(checkpoints.values())
+        upto = min(head, after + batch_size * SCAN_WINDOW_BATCHES)
+        behind = [by_name[n] for n, cp in checkpoints.items() if cp < upto]
+        if not behind:
+            return {}
+        types = sorted(set().union(*(p.message_types for p in behind)))
+        params = {"after": after, "upto": upto, "types": types, "limit": batch_size}
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query("projection.batch"), params).fetchall()
+        # A full batch may have stopped short of upto; otherwise everything up to upto is done.
+        reached = int(rows[-1]["global_position"]) if len(rows) == batch_size else upto
+        envelopes = [Envelope.from_row(row) for row in rows]
+        advanced: dict[str, int] = {}
+        for projector in behind:
+            checkpoint = checkpoints[projector.name]
+            if checkpoint >= reached:
+                continue
+            mine = [
+                e
+                for e in envelopes
+                if e.type in projector.message_types and (e.global_position or 0) > checkpoint
+            ]
+            if mine:
+                projector.apply(conn, mine, projector.table.identifier)
+            advanced[projector.name] = reached - checkpoint
+        if advanced:
+            params = {"names": list(advanced), "positions": [reached] * len(advanced)}
+            with conn.pipeline():
+                conn.execute(query("projection.save_checkpoints"), params)
+                conn.execute(query("projection.notify_progress_many"), params)
+        return advanced
 
 
 def save_checkpoint(conn: psycopg.Connection[Any], name: str, position: int) -> None:

@@ -100,3 +100,23 @@ WHERE n.nspname = %(schema)s AND c.relname = %(name)s
   AND NOT EXISTS (SELECT 1 FROM pg_constraint con
                   WHERE con.conrelid = i.indrelid AND con.conindid = i.indexrelid)
 ORDER BY 1
+
+-- name: lock_round
+-- A runner's round: the projections of `names` no other runner holds now (the same lock as
+-- try_lock, taken for each name in the list only: the condition refers to the list alone, so
+-- it is checked on it before the join), their checkpoints, and the head (see head), read in
+-- this one statement before the round's batch.
+SELECT c.name, c.position, (SELECT coalesce(max(global_position), 0) FROM outbox.event) AS head
+FROM unnest(%(names)s::text[]) AS n(name)
+JOIN projection.checkpoint c ON c.name = n.name
+WHERE pg_try_advisory_xact_lock(7424653, hashtext(n.name))
+
+-- name: save_checkpoints
+INSERT INTO projection.checkpoint (name, position, updated_at)
+SELECT t.name, t.position, now()
+FROM unnest(%(names)s::text[], %(positions)s::bigint[]) AS t(name, position)
+ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at
+
+-- name: notify_progress_many
+SELECT pg_notify('haengbok_projection_' || t.name, t.position::text)
+FROM unnest(%(names)s::text[], %(positions)s::bigint[]) AS t(name, position)

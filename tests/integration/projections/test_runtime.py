@@ -8,7 +8,8 @@ import uuid
 import psycopg
 import pytest
 
-from projections.runtime import projection_lag, register, run_once
+from projections.projector import Table
+from projections.runtime import projection_lag, register, run_once, run_round
 from sql import query
 from tests.integration.projections.support import (
     append_events,
@@ -195,3 +196,90 @@ class TestLag:
         assert behind[:4] == (timeline.name, 2, 5, 3)
         assert behind.lag_seconds > 0
         assert caught_up == (timeline.name, 5, 5, 0, 0.0)
+
+
+def _opened_carts(url: str) -> CartTimeline:
+    """A second projector, of one type only, with a table of its own."""
+    projector = CartTimeline("opened_carts", Table("public", "opened_carts"), frozenset({OPENED}))
+    create_live_table(url, projector)
+    return projector
+
+
+def _round(url: str, projectors: list[CartTimeline], batch_size: int = 500) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        with conn.transaction():
+            for projector in projectors:
+                register(conn, projector)
+        return run_round(conn, projectors, batch_size=batch_size)
+
+
+class TestSharedRound:
+    def test_each_projection_gets_the_events_past_its_own_checkpoint_in_one_transaction(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        opened = _opened_carts(database_url)
+        first, second, third = _cart(), _cart(), _cart()
+        append_events(database_url, first, OPENED, ITEM_ADDED)
+        append_events(database_url, second, OPENED, UNHANDLED)
+        relay_positions(database_url)
+        assert _catch_up(database_url, opened) == [4]  # ahead of the timeline
+        append_events(database_url, third, OPENED)
+        append_events(database_url, first, ITEM_ADDED)
+        relay_positions(database_url)
+
+        assert _round(database_url, [timeline, opened]) == {timeline.name: 6, opened.name: 2}
+
+        assert checkpoint(database_url, timeline.name) == checkpoint(database_url, opened.name) == 6
+        with psycopg.connect(database_url) as conn:
+            writers = conn.execute(
+                "SELECT count(DISTINCT xmin::text) FROM projection.checkpoint WHERE name = ANY(%s)",
+                [[timeline.name, opened.name]],
+            ).fetchone()
+        assert writers == (1,), "both checkpoints were written by one transaction"
+        # Nothing applied twice (event_count is not guarded), nothing missed.
+        assert [(r[0], r[2], r[3]) for r in rows(database_url, opened.table)] == sorted(
+            [(first, 0, 1), (second, 0, 1), (third, 0, 1)]
+        )
+        by_stream = {r[0]: (r[2], r[3]) for r in rows(database_url, timeline.table)}
+        assert by_stream == {first: (2, 3), second: (0, 1), third: (0, 1)}
+
+    def test_a_projection_another_runner_holds_is_left_to_it(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        opened = _opened_carts(database_url)
+        append_events(database_url, _cart(), OPENED)
+        relay_positions(database_url)
+        with psycopg.connect(database_url) as holder, holder.transaction():
+            holder.execute(query("projection.try_lock"), {"name": timeline.name})
+            assert _round(database_url, [timeline, opened]) == {opened.name: 1}
+        assert checkpoint(database_url, timeline.name) == 0
+
+    def test_a_full_batch_moves_every_checkpoint_to_where_the_read_stopped(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        opened = _opened_carts(database_url)
+        for _ in range(5):
+            append_events(database_url, _cart(), OPENED, ITEM_ADDED)
+        relay_positions(database_url)
+        assert _round(database_url, [timeline, opened], batch_size=4) == {
+            timeline.name: 4,
+            opened.name: 4,
+        }
+        assert _round(database_url, [timeline, opened], batch_size=100) == {
+            timeline.name: 6,
+            opened.name: 6,
+        }
+        assert len(rows(database_url, opened.table)) == 5
+
+    def test_a_failing_apply_rolls_the_whole_round_back(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        poisoned = PoisonedCartTimeline()
+        create_live_table(database_url, poisoned)
+        append_events(database_url, _cart("good"), OPENED)
+        append_events(database_url, _cart("bad"), OPENED, payload={"poison": True})
+        relay_positions(database_url)
+        with pytest.raises(RuntimeError, match="poisoned"):
+            _round(database_url, [timeline, poisoned])
+        assert checkpoint(database_url, timeline.name) == 0
+        assert rows(database_url, timeline.table) == []
