@@ -29,8 +29,8 @@ from psycopg_pool import ConnectionPool
 
 from outbox import wire
 from outbox.broker_message import PgmqBatchProxy
-from outbox.envelope import Appended, Envelope, MessageContext, NewMessage
-from outbox.log import append
+from outbox.envelope import Envelope, MessageContext, NewMessage
+from outbox.log import append, append_each
 from outbox.logcontext import bound_message
 from outbox.relay import Route
 from sql import query, queue_query
@@ -73,12 +73,17 @@ class HandlerContext:
         envelope: Envelope,
         broker: TransactionalBroker,
         message: Any,
+        outbox: list[tuple[NewMessage, MessageContext]] | None = None,
     ) -> None:
+        """``outbox``: where ``emit`` collects messages for one append at the end of the
+        transaction (a batch's, shared by its handlers); without it, ``emit`` appends at once."""
         self.conn = conn
         self.envelope = envelope
         self._broker = broker
         self._message = message
-        self.emitted: list[Appended] = []
+        self._outbox = outbox
+        #: How many messages this handler emitted.
+        self.emitted = 0
 
     @property
     def message_id(self) -> int:
@@ -90,11 +95,16 @@ class HandlerContext:
         """Stable across redeliveries of this message to this subscriber."""
         return str(self._message.message_id)
 
-    def emit(self, *messages: NewMessage) -> list[Appended]:
-        """Append events/commands caused by the message being handled (same transaction)."""
-        appended = append(self.conn, messages, MessageContext.caused_by_envelope(self.envelope))
-        self.emitted.extend(appended)
-        return appended
+    def emit(self, *messages: NewMessage) -> None:
+        """Append events/commands caused by the message being handled; they commit with its
+        transaction. In a batch they are appended together after the last handler, in the
+        order emitted (so a handler does not see them in the log before that)."""
+        context = MessageContext.caused_by_envelope(self.envelope)
+        if self._outbox is not None:
+            self._outbox.extend((m, context) for m in messages)
+        else:
+            append(self.conn, messages, context)
+        self.emitted += len(messages)
 
     def cancel_scheduled(self, msg_id: int) -> None:
         """Delete a message of this subscriber's queue (a saga's deadline message) with this
@@ -202,7 +212,7 @@ def deliver_batch(
     if subscriber.batch_key is not None:
         key = subscriber.batch_key
         runs.sort(key=lambda run: key(run[1]))
-    emitted = False
+    outbox: list[tuple[NewMessage, MessageContext]] = []
     with structlog.contextvars.bound_contextvars(subscriber=subscriber.name):
         with pool.connection() as conn:
             with conn.transaction():
@@ -212,9 +222,10 @@ def deliver_batch(
                         if part.msg_id not in live:
                             log.info("delivery superseded by another one that committed first")
                             continue
-                        ctx = HandlerContext(conn, envelope, broker, part)
+                        ctx = HandlerContext(conn, envelope, broker, part, outbox)
                         subscriber.handler(ctx, envelope)
-                        emitted = emitted or bool(ctx.emitted)
+                append_each(conn, outbox)
+            emitted = bool(outbox)
             if emitted and wake_relay is None:
                 notify_relay_now(conn)
         batch.done = True

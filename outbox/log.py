@@ -74,6 +74,32 @@ def append(
     return _appended(rows)
 
 
+def _row(m: NewMessage, c: MessageContext) -> dict[str, Any]:
+    return {
+        "event_id": str(m.event_id), "kind": m.kind, "type": m.type, "stream": m.stream,
+        "payload": dict(m.payload), "correlation_id": str(c.correlation_id),
+        "causation_id": None if c.causation_id is None else str(c.causation_id),
+        "actor": c.actor,
+    }  # fmt: skip
+
+
+def append_each(
+    conn: psycopg.Connection[Any], items: Sequence[tuple[NewMessage, MessageContext]]
+) -> list[Appended]:
+    """Append messages that each have their own context (several units of work sharing one
+    transaction) in one statement, in the order given."""
+    if not items:
+        return []
+    rows = [_row(m, c) for m, c in items]
+    try:
+        appended = conn.execute(query("outbox.append_each"), {"rows": Jsonb(rows)}).fetchall()
+    except psycopg.errors.UniqueViolation as exc:
+        if _is_stream_conflict(exc):
+            raise ConcurrencyConflict(str(exc.diag.message_detail)) from exc
+        raise
+    return _appended(appended)
+
+
 async def append_async(
     conn: psycopg.AsyncConnection[Any], messages: Sequence[NewMessage], ctx: MessageContext
 ) -> list[Appended]:

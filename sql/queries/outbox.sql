@@ -87,3 +87,27 @@ SELECT pg_notify(channel, '') FROM unnest(%(channels)s::text[]) AS channel
 
 -- name: ensure_queue
 SELECT pgmq.create(%(queue)s::text)
+
+-- name: append_each
+-- Messages of several units of work at once (a consumer batch's handlers): each row carries its
+-- own context. One JSON array in, one row per element in its order; versions continue each
+-- stream's head as in append.
+WITH input AS (
+    SELECT *
+    FROM ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb)
+                    AS (event_id uuid, kind text, type text, stream text, payload jsonb,
+                        correlation_id uuid, causation_id uuid, actor text))
+         WITH ORDINALITY AS i(event_id, kind, type, stream, payload, correlation_id,
+                              causation_id, actor, ord)
+), numbered AS (
+    SELECT i.*,
+           coalesce((SELECT max(e.version) FROM outbox.event e WHERE e.stream = i.stream), 0)
+             + row_number() OVER (PARTITION BY i.stream ORDER BY i.ord) AS version
+    FROM input i
+)
+INSERT INTO outbox.event (event_id, kind, type, stream, version, payload,
+                          correlation_id, causation_id, actor)
+SELECT event_id, kind, type, stream, version, payload, correlation_id, causation_id, actor
+FROM numbered
+ORDER BY ord
+RETURNING position, event_id, stream, version

@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 from outbox.broker import PgmqBroker
 from outbox.broker_message import PgmqBatchProxy, PgmqMessageProxy
 from outbox.consumers import HandlerContext, Subscriber, declare_subscribers, deliver_batch
-from outbox.envelope import Envelope
+from outbox.envelope import Envelope, NewMessage
 from tests.integration.broker.conftest import running_worker
 from tests.waiting import wait_until
 
@@ -158,6 +158,39 @@ class TestDeliverBatch:
         consumer.ack(batch)
         consumer.close()
         assert broker.queue_length(QUEUE) == 0
+
+    def test_what_its_handlers_emit_is_appended_once_in_their_order_with_each_ones_cause(
+        self, url: str, pool: ConnectionPool[Any], broker: PgmqBroker
+    ) -> None:
+        def record_and_emit(ctx: HandlerContext, env: Envelope) -> None:
+            record(ctx, env)
+            n = int(env.payload["n"])
+            ctx.emit(*(NewMessage("test.Done", f"done-{n % 2}", {"n": n, "k": k}) for k in (0, 1)))
+
+        sub = subscriber(record_and_emit)
+        declare_subscribers(broker, lambda: pool, [sub])
+        sent = [envelope(n) for n in range(4)]
+        enqueue(broker, sub, sent)
+        consumer, batch = self.next_batch(broker, 4)
+        assert deliver_batch(pool, broker, sub, batch) == 4
+        consumer.ack(batch)
+        consumer.close()
+
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                "SELECT payload, stream, version, causation_id, correlation_id, xmin::text"
+                " FROM outbox.event WHERE type = 'test.Done' ORDER BY position"
+            ).fetchall()
+        assert [(r[0]["n"], r[0]["k"]) for r in rows] == [(n, k) for n in range(4) for k in (0, 1)]
+        assert [(r[1], r[2]) for r in rows if r[1] == "done-0"] == [
+            ("done-0", v) for v in (1, 2, 3, 4)
+        ]
+        causes = {env.payload["n"]: (env.event_id, env.correlation_id) for env in sent}
+        assert all((r[3], r[4]) == causes[r[0]["n"]] for r in rows)
+        with psycopg.connect(url) as conn:
+            handler_tx = {r[0] for r in conn.execute("SELECT xmin::text FROM batch_effects")}
+        assert len(handler_tx) == 1
+        assert {r[5] for r in rows} == handler_tx, "appended by the batch's own transaction"
 
     def test_a_batch_runs_in_the_order_of_its_subscribers_key(
         self, url: str, pool: ConnectionPool[Any], broker: PgmqBroker

@@ -5,13 +5,14 @@ Both statements are covered: one message (a scalar INSERT) and several (the arra
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
 from outbox.envelope import MessageContext, NewMessage
-from outbox.log import ConcurrencyConflict, append
+from outbox.log import ConcurrencyConflict, append, append_each
 from tests.waiting import wait_until
 
 CTX = MessageContext.new(actor="tester")
@@ -41,15 +42,18 @@ def test_versions_continue_the_stream_and_context_is_stamped(database_url: str, 
     assert [r[3]["n"] for r in rows] == [i for _ in range(2) for i in range(batch)]
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_a_concurrent_append_to_the_same_stream_conflicts(database_url: str, batch: int) -> None:
+@pytest.mark.parametrize("how", ["append one", "append two", "append_each"])
+def test_a_concurrent_append_to_the_same_stream_conflicts(database_url: str, how: str) -> None:
     outcome: list[Any] = []
     with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
         append(first, [_msg("race", 0)], CTX)  # version 1, not committed yet
 
         def racer() -> None:
             try:
-                append(second, [_msg("race", i) for i in range(batch)], CTX)
+                if how == "append_each":
+                    append_each(second, [(_msg("race", 1), CTX), (_msg("other", 2), CTX)])
+                else:
+                    append(second, [_msg("race", i) for i in range(how.count("two") + 1)], CTX)
                 outcome.append("appended")
             except ConcurrencyConflict as exc:
                 outcome.append(exc)
@@ -71,3 +75,30 @@ def test_a_concurrent_append_to_the_same_stream_conflicts(database_url: str, bat
         first.commit()
         thread.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], ConcurrencyConflict)
+
+
+class TestAppendEach:
+    def test_each_row_keeps_its_own_context_in_the_order_given(self, database_url: str) -> None:
+        a, b = MessageContext.new(actor="alice"), MessageContext(uuid.uuid4(), None, None)
+        with psycopg.connect(database_url) as conn:
+            append(conn, [_msg("s-1", 0)], CTX)  # s-1 already has version 1
+            items = [(_msg("s-1", 1), a), (_msg("s-2", 2), b), (_msg("s-1", 3), b)]
+            appended = append_each(conn, items)
+            conn.commit()
+            rows = conn.execute(
+                "SELECT event_id, stream, version, correlation_id, causation_id, actor, payload"
+                " FROM outbox.event WHERE position = ANY(%s) ORDER BY position",
+                [[x.position for x in appended]],
+            ).fetchall()
+        assert [(x.stream, x.version) for x in appended] == [("s-1", 2), ("s-2", 1), ("s-1", 3)]
+        assert [r[0] for r in rows] == [m.event_id for m, _ in items]
+        assert [(r[3], r[4], r[5]) for r in rows] == [
+            (a.correlation_id, a.causation_id, "alice"),
+            (b.correlation_id, None, None),
+            (b.correlation_id, None, None),
+        ]
+        assert [r[6] for r in rows] == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+    def test_nothing_to_append_is_no_statement(self, database_url: str) -> None:
+        with psycopg.connect(database_url) as conn:
+            assert append_each(conn, []) == []
