@@ -64,6 +64,28 @@ class BatchingBroker(Protocol):
     def declare_batching(self, queue_name: str, actor_name: str, max_size: int) -> None: ...
 
 
+class BatchScope:
+    """What the handlers of one batch share within its transaction: its messages (those that
+    run), the messages they emit (appended together at the end) and what a subscriber keeps
+    for the batch (``state``, keyed by the subscriber's own object), written back by the
+    callbacks it registers with ``before_commit``."""
+
+    def __init__(self, envelopes: list[Envelope]) -> None:
+        self.envelopes = envelopes
+        self.outbox: list[tuple[NewMessage, MessageContext]] = []
+        self.state: dict[object, Any] = {}
+        self._before_commit: list[Callable[[psycopg.Connection[Any]], None]] = []
+
+    def before_commit(self, callback: Callable[[psycopg.Connection[Any]], None]) -> None:
+        self._before_commit.append(callback)
+
+    def finish(self, conn: psycopg.Connection[Any]) -> None:
+        """After the last handler: the callbacks in order, then one append of the outbox."""
+        for callback in self._before_commit:
+            callback(conn)
+        append_each(conn, self.outbox)
+
+
 class HandlerContext:
     """The unit of work a handler runs in: one open transaction and the message being handled."""
 
@@ -73,15 +95,15 @@ class HandlerContext:
         envelope: Envelope,
         broker: TransactionalBroker,
         message: Any,
-        outbox: list[tuple[NewMessage, MessageContext]] | None = None,
+        batch: BatchScope | None = None,
     ) -> None:
-        """``outbox``: where ``emit`` collects messages for one append at the end of the
-        transaction (a batch's, shared by its handlers); without it, ``emit`` appends at once."""
+        """``batch``: the batch this message runs in, if any; ``emit`` then collects into its
+        outbox for one append at the end of the transaction, else it appends at once."""
         self.conn = conn
         self.envelope = envelope
         self._broker = broker
         self._message = message
-        self._outbox = outbox
+        self.batch = batch
         #: How many messages this handler emitted.
         self.emitted = 0
 
@@ -100,8 +122,8 @@ class HandlerContext:
         transaction. In a batch they are appended together after the last handler, in the
         order emitted (so a handler does not see them in the log before that)."""
         context = MessageContext.caused_by_envelope(self.envelope)
-        if self._outbox is not None:
-            self._outbox.extend((m, context) for m in messages)
+        if self.batch is not None:
+            self.batch.outbox.extend((m, context) for m in messages)
         else:
             append(self.conn, messages, context)
         self.emitted += len(messages)
@@ -137,6 +159,8 @@ class Subscriber:
     #: The order a batch runs in (stable, default: as read). Handlers that lock rows should
     #: give the key they lock by, so concurrent batches take their locks in one order.
     batch_key: Callable[[Envelope], str] | None = None
+    #: Called once per batch, before its first handler (a saga loads its instances here).
+    prepare_batch: Callable[[psycopg.Connection[Any], BatchScope], None] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -212,20 +236,25 @@ def deliver_batch(
     if subscriber.batch_key is not None:
         key = subscriber.batch_key
         runs.sort(key=lambda run: key(run[1]))
-    outbox: list[tuple[NewMessage, MessageContext]] = []
     with structlog.contextvars.bound_contextvars(subscriber=subscriber.name):
         with pool.connection() as conn:
             with conn.transaction():
                 live = broker.ack_many_in_transaction(conn, batch.queue_name, batch.msg_ids)
+                for part, _ in runs:
+                    if part.msg_id not in live:
+                        with bound_message(part):
+                            log.info("delivery superseded by another one that committed first")
+                runs = [(part, envelope) for part, envelope in runs if part.msg_id in live]
+                scope = BatchScope([envelope for _, envelope in runs])
+                if subscriber.prepare_batch is not None:
+                    subscriber.prepare_batch(conn, scope)
                 for part, envelope in runs:
                     with bound_message(part):
-                        if part.msg_id not in live:
-                            log.info("delivery superseded by another one that committed first")
-                            continue
-                        ctx = HandlerContext(conn, envelope, broker, part, outbox)
-                        subscriber.handler(ctx, envelope)
-                append_each(conn, outbox)
-            emitted = bool(outbox)
+                        subscriber.handler(
+                            HandlerContext(conn, envelope, broker, part, scope), envelope
+                        )
+                scope.finish(conn)
+            emitted = bool(scope.outbox)
             if emitted and wake_relay is None:
                 notify_relay_now(conn)
         batch.done = True

@@ -8,7 +8,10 @@ the runtime applies the definition's ``on_deadline`` when that message arrives, 
 saga moved on meanwhile.
 
 Each message is handled inside the consumer's transaction (``outbox.consumers``), so the
-instance update, the commands it issues, any deadline and the ack commit together.
+instance update, the commands it issues, any deadline and the ack commit together. In a batch
+(``subscriber(batch_size=...)``) the instances of all its messages are locked in one statement
+in saga id order, each message changes them in turn, and they are saved in one statement
+before the commit.
 
 A saga belongs to one context, and its commands to that same context need no trip through the
 log: ``local`` handlers run them in the saga's own transaction (one delivery, one transaction
@@ -25,12 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from domain.messages import Command
 from domain.saga import CannotProceed, Reaction, SagaDefinition, SagaView
-from outbox.consumers import Handler, HandlerContext, Subscriber
+from outbox.consumers import BatchScope, Handler, HandlerContext, Subscriber
 from outbox.envelope import Envelope, NewMessage
 from sql import query
 
@@ -114,7 +118,19 @@ class SagaRunner:
             saga_type=d.saga_type,
             batch_size=batch_size,
             batch_key=self.instance_key,
+            prepare_batch=self.prepare_batch,
         )
+
+    def prepare_batch(self, conn: psycopg.Connection[Any], scope: BatchScope) -> None:
+        """Load and lock a batch's instances in one statement; they are saved in one statement
+        before the commit, with every change the batch's messages made to them."""
+        keys = {self.instance_key(env) for env in scope.envelopes}
+        ids = sorted(uuid.UUID(k) for k in keys if k)
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query("saga.lock_many"), {"saga_ids": ids}).fetchall()
+        loaded = _Loaded({row["saga_id"]: _instance(row) for row in rows})
+        scope.state[self] = loaded
+        scope.before_commit(loaded.save)
 
     def instance_key(self, env: Envelope) -> str:
         """The id of the instance a message is for ("" when it is for none)."""
@@ -282,18 +298,32 @@ class SagaRunner:
 
     # -- storage --------------------------------------------------------------------------
 
+    def _loaded(self, ctx: HandlerContext) -> _Loaded | None:
+        """The instances of the batch this message runs in (None outside a batch)."""
+        if ctx.batch is None:
+            return None
+        loaded: _Loaded | None = ctx.batch.state.get(self)
+        return loaded
+
     def _load(self, ctx: HandlerContext, saga_id: uuid.UUID) -> _Instance | None:
+        loaded = self._loaded(ctx)
+        if loaded is not None and saga_id in loaded.instances:
+            return loaded.instances[saga_id]
         with ctx.conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(query("saga.lock"), {"saga_id": saga_id}).fetchone()
         if row is None:
             return None
-        return _Instance(row["saga_id"], row["status"], row["step"], dict(row["state"]),
-                         list(row["completed_steps"]), row["version"], row["correlation_id"],
-                         deadline_at=row["deadline_at"], deadline_name=row["deadline_name"],
-                         deadline_msg_id=row["deadline_msg_id"],
-                         deadline_msg_at=row["deadline_msg_at"])  # fmt: skip
+        inst = _instance(row)
+        if loaded is not None:  # created by this batch: saved with the others
+            loaded.add(inst)
+        return inst
 
     def _save(self, ctx: HandlerContext, inst: _Instance) -> None:
+        loaded = self._loaded(ctx)
+        if loaded is not None and inst.saga_id in loaded.instances:
+            inst.version += 1
+            loaded.changed.add(inst.saga_id)
+            return
         saved = ctx.conn.execute(query("saga.save"), {
             "saga_id": inst.saga_id, "status": inst.status, "step": inst.step,
             "state": Jsonb(inst.data), "completed_steps": Jsonb(inst.stack),
@@ -304,3 +334,45 @@ class SagaRunner:
         if saved is None:  # the row is locked FOR UPDATE, so this would be a bug
             raise RuntimeError(f"saga {inst.saga_id} changed under its lock")
         inst.version = saved[0]
+
+
+def _instance(row: Mapping[str, Any]) -> _Instance:
+    return _Instance(row["saga_id"], row["status"], row["step"], dict(row["state"]),
+                     list(row["completed_steps"]), row["version"], row["correlation_id"],
+                     deadline_at=row["deadline_at"], deadline_name=row["deadline_name"],
+                     deadline_msg_id=row["deadline_msg_id"],
+                     deadline_msg_at=row["deadline_msg_at"])  # fmt: skip
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class _Loaded:
+    """A batch's instances, locked, and which of them its messages changed."""
+
+    def __init__(self, instances: dict[uuid.UUID, _Instance]) -> None:
+        self.instances = instances
+        self.versions = {saga_id: inst.version for saga_id, inst in instances.items()}
+        self.changed: set[uuid.UUID] = set()
+
+    def add(self, inst: _Instance) -> None:
+        self.instances[inst.saga_id] = inst
+        self.versions[inst.saga_id] = inst.version
+
+    def save(self, conn: psycopg.Connection[Any]) -> None:
+        if not self.changed:
+            return
+        rows = []
+        for saga_id in sorted(self.changed):
+            inst = self.instances[saga_id]
+            rows.append({
+                "saga_id": str(saga_id), "status": inst.status, "step": inst.step,
+                "state": inst.data, "completed_steps": inst.stack, "version": inst.version,
+                "loaded_version": self.versions[saga_id], "parked_reason": inst.parked_reason,
+                "deadline_at": _iso(inst.deadline_at), "deadline_name": inst.deadline_name,
+                "deadline_msg_id": inst.deadline_msg_id, "deadline_msg_at": _iso(inst.deadline_msg_at),
+            })  # fmt: skip
+        saved = conn.execute(query("saga.save_many"), {"rows": Jsonb(rows)}).fetchall()
+        if len(saved) != len(rows):  # the rows are locked FOR UPDATE, so this would be a bug
+            raise RuntimeError(f"{len(rows) - len(saved)} saga instances changed under their lock")

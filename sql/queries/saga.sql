@@ -54,3 +54,27 @@ SELECT extract(epoch FROM min(deadline_at) - clock_timestamp())::float8
 FROM saga.instance
 WHERE status = 'RUNNING' AND deadline_msg_id IS NULL AND deadline_at IS NOT NULL
   AND saga_type = ANY(%(saga_types)s::text[])
+
+-- name: lock_many
+-- A batch's instances, locked in saga_id order (two batches never wait on each other in a
+-- cycle).
+SELECT saga_id, saga_type, status, step, state, completed_steps, version, correlation_id,
+       deadline_at, deadline_name, deadline_msg_id, deadline_msg_at
+FROM saga.instance WHERE saga_id = ANY(%(saga_ids)s::uuid[])
+ORDER BY saga_id
+FOR UPDATE
+
+-- name: save_many
+-- A batch's changed instances in one statement; each row names the version it was loaded at.
+UPDATE saga.instance i
+SET status = r.status, step = r.step, state = r.state, completed_steps = r.completed_steps,
+    version = r.version, parked_reason = r.parked_reason, deadline_at = r.deadline_at,
+    deadline_name = r.deadline_name, deadline_msg_id = r.deadline_msg_id,
+    deadline_msg_at = r.deadline_msg_at, updated_at = now()
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+     AS r(saga_id uuid, status text, step text, state jsonb, completed_steps jsonb,
+          version integer, loaded_version integer, parked_reason text,
+          deadline_at timestamptz, deadline_name text, deadline_msg_id bigint,
+          deadline_msg_at timestamptz)
+WHERE i.saga_id = r.saga_id AND i.version = r.loaded_version
+RETURNING i.saga_id

@@ -1,0 +1,117 @@
+"""A saga's subscriber in batches: the batch's instances are loaded in one statement, changed
+by each of its messages in turn, and saved in one statement with what they emitted."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from domain.messages import Message
+from outbox.broker import PgmqBroker
+from outbox.broker_message import PgmqBatchProxy
+from outbox.consumers import Subscriber, declare_subscribers, deliver_batch
+from outbox.envelope import Envelope
+from outbox.relay import sync_routes
+from outbox.sagas import SagaRunner
+from tests.example.shop import ChargePayment, OrderPlaced, OrderSaga, ReserveStock, StockReserved
+
+QUEUE = "saga_order"
+
+
+@pytest.fixture
+def pool(database_url: str) -> Iterator[ConnectionPool[Any]]:
+    with ConnectionPool(database_url, min_size=1, max_size=4) as opened:
+        yield opened
+
+
+@pytest.fixture
+def broker(database_url: str) -> Iterator[PgmqBroker]:
+    made = PgmqBroker(database_url, ordered_queues=[QUEUE])
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def saga(database_url: str, pool: ConnectionPool[Any], broker: PgmqBroker) -> Subscriber:
+    sub = SagaRunner(OrderSaga()).subscriber(batch_size=16)
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        sync_routes(conn, [sub.route])
+    declare_subscribers(broker, lambda: pool, [sub])
+    return sub
+
+
+def send(broker: PgmqBroker, sub: Subscriber, *messages: Message) -> None:
+    batch = []
+    for i, m in enumerate(messages):
+        env = Envelope(
+            position=i + 1, global_position=i + 1, event_id=uuid.uuid4(), kind=m.KIND,
+            type=m.TYPE, stream=f"{m.stream()}-{i}", version=1, payload=m.payload(),
+            correlation_id=uuid.uuid4(), causation_id=None, actor=None,
+            occurred_at=datetime.now(UTC),
+        )  # fmt: skip
+        batch.append(
+            dramatiq.Message(
+                queue_name=QUEUE,
+                actor_name=sub.name,
+                args=(env.to_json(),),
+                kwargs={},
+                options={"group": env.stream},
+            )
+        )
+    broker.enqueue_batch(batch)
+
+
+def instances(url: str) -> dict[uuid.UUID, dict[str, Any]]:
+    with psycopg.connect(url) as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("SELECT *, xmin::text AS tx FROM saga.instance").fetchall()
+    return {row["saga_id"]: row for row in rows}
+
+
+def run_batch(pool: ConnectionPool[Any], broker: PgmqBroker, sub: Subscriber, count: int) -> None:
+    consumer = broker.consume(QUEUE, prefetch=count, timeout=1000)
+    batch = next(consumer)
+    assert isinstance(batch, PgmqBatchProxy) and len(batch.parts) == count
+    assert deliver_batch(pool, broker, sub, batch) == count
+    consumer.ack(batch)
+    consumer.close()
+
+
+def test_one_batch_starts_advances_and_saves_every_instance_it_touches(
+    database_url: str, pool: ConnectionPool[Any], broker: PgmqBroker, saga: Subscriber
+) -> None:
+    existing, other, started, twice = (uuid.uuid4() for _ in range(4))
+    send(broker, saga, OrderPlaced(existing, 70), OrderPlaced(other, 80))
+    run_batch(pool, broker, saga, 2)
+    send(
+        broker, saga,
+        OrderPlaced(started, 10), OrderPlaced(twice, 20), StockReserved(twice),
+        StockReserved(existing),
+    )  # fmt: skip
+    run_batch(pool, broker, saga, 4)
+
+    rows = instances(database_url)
+    assert {k: (r["step"], r["version"]) for k, r in rows.items()} == {
+        existing: ("charging", 2),
+        other: ("reserving_stock", 1),
+        started: ("reserving_stock", 1),
+        twice: ("charging", 2),  # started and moved on by one batch, in message order
+    }
+    batch_tx = rows[started]["tx"]
+    assert rows[twice]["tx"] == rows[existing]["tx"] == batch_tx != rows[other]["tx"]
+    with psycopg.connect(database_url) as conn:
+        emitted = conn.execute(
+            "SELECT type, payload ->> 'order_id' FROM outbox.event WHERE xmin::text = %s",
+            [batch_tx],
+        ).fetchall()
+    assert sorted(emitted) == sorted([
+        (ChargePayment.TYPE, str(existing)), (ChargePayment.TYPE, str(twice)),
+        (ReserveStock.TYPE, str(started)), (ReserveStock.TYPE, str(twice)),
+    ])  # fmt: skip
