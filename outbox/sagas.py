@@ -373,6 +373,7 @@ class _Loaded:
                 "deadline_at": _iso(inst.deadline_at), "deadline_name": inst.deadline_name,
                 "deadline_msg_id": inst.deadline_msg_id, "deadline_msg_at": _iso(inst.deadline_msg_at),
             })  # fmt: skip
-        saved = conn.execute(query("saga.save_many"), {"rows": Jsonb(rows)}).fetchall()
+        params = {"rows": Jsonb(rows), "saga_ids": sorted(self.changed)}
+        saved = conn.execute(query("saga.save_many"), params).fetchall()
         if len(saved) != len(rows):  # the rows are locked FOR UPDATE, so this would be a bug
             raise RuntimeError(f"{len(rows) - len(saved)} saga instances changed under their lock")

@@ -66,6 +66,8 @@ FOR UPDATE
 
 -- name: save_many
 -- A batch's changed instances in one statement; each row names the version it was loaded at.
+-- saga_ids repeats the rows' ids so the instances are found through the primary key: the
+-- planner cannot tell how few rows jsonb_to_recordset yields and would scan the whole table.
 UPDATE saga.instance i
 SET status = r.status, step = r.step, state = r.state, completed_steps = r.completed_steps,
     version = r.version, parked_reason = r.parked_reason, deadline_at = r.deadline_at,
@@ -76,5 +78,6 @@ FROM jsonb_to_recordset(%(rows)s::jsonb)
           version integer, loaded_version integer, parked_reason text,
           deadline_at timestamptz, deadline_name text, deadline_msg_id bigint,
           deadline_msg_at timestamptz)
-WHERE i.saga_id = r.saga_id AND i.version = r.loaded_version
+WHERE i.saga_id = ANY(%(saga_ids)s::uuid[])
+  AND i.saga_id = r.saga_id AND i.version = r.loaded_version
 RETURNING i.saga_id

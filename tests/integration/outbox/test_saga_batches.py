@@ -3,6 +3,7 @@ by each of its messages in turn, and saved in one statement with what they emitt
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import dramatiq
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from domain.messages import Message
@@ -21,6 +23,7 @@ from outbox.consumers import Subscriber, declare_subscribers, deliver_batch
 from outbox.envelope import Envelope
 from outbox.relay import sync_routes
 from outbox.sagas import SagaRunner
+from sql import query
 from tests.example.shop import ChargePayment, OrderPlaced, OrderSaga, ReserveStock, StockReserved
 
 QUEUE = "saga_order"
@@ -115,3 +118,22 @@ def test_one_batch_starts_advances_and_saves_every_instance_it_touches(
         (ChargePayment.TYPE, str(existing)), (ChargePayment.TYPE, str(twice)),
         (ReserveStock.TYPE, str(started)), (ReserveStock.TYPE, str(twice)),
     ])  # fmt: skip
+
+
+def test_saving_a_batch_finds_its_instances_by_key_not_by_scanning_them_all(
+    database_url: str,
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO saga.instance (saga_id, saga_type, status, step, correlation_id)"
+            " SELECT gen_random_uuid(), 'order', 'RUNNING', 's', gen_random_uuid()"
+            " FROM generate_series(1, 20000)"
+        )
+        conn.execute("ANALYZE saga.instance")
+        saga_id = uuid.uuid4()
+        row = {"saga_id": str(saga_id), "status": "RUNNING", "step": "s", "state": {},
+               "completed_steps": [], "version": 2, "loaded_version": 1}  # fmt: skip
+        params = {"rows": Jsonb([row]), "saga_ids": [saga_id]}
+        plan = conn.execute(f"EXPLAIN (FORMAT JSON) {query('saga.save_many')}", params).fetchone()
+    assert "instance_pkey" in json.dumps(plan)
+    assert "Seq Scan" not in json.dumps(plan)
