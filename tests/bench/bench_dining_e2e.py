@@ -50,6 +50,22 @@ CONFIRMED_SQL = """
 SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
 FROM outbox.event WHERE type = 'reservation.ReservationConfirmed'
 """
+# Where the time between request and confirmation goes: for each step of a reservation's chain
+# (one log row to the next of the same correlation id), the median time from the row's insert
+# to its relay, and from its relay to the next row's insert (delivery and handler).
+HOPS_SQL = """
+WITH chain AS (
+    SELECT type, occurred_at, relayed_at,
+           lead(type) OVER w AS next_type, lead(occurred_at) OVER w AS next_at
+    FROM outbox.event
+    WINDOW w AS (PARTITION BY correlation_id ORDER BY position)
+)
+SELECT type, next_type, count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM relayed_at - occurred_at)),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM next_at - relayed_at))
+FROM chain WHERE next_type IS NOT NULL
+GROUP BY type, next_type HAVING count(*) >= 10 ORDER BY min(occurred_at)
+"""
 RETRY_PAUSE_SECONDS = 0.25
 MAX_ATTEMPTS = 400  # bounds a push client's retries of one request (about 100 s of 503s)
 
@@ -160,6 +176,7 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             url, deadline_seconds=args.settle_deadline, started=ended
         )
         confirmed_at = confirmations(url)
+        hops = hop_medians(url)
         skip = int(args.rate * args.warmup)
         ordered = sorted(sent.started.items(), key=lambda kv: kv[1])[skip:]
         lat = sorted((confirmed_at[r] - t) * 1000 for r, t in ordered if r in confirmed_at)
@@ -170,8 +187,13 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             "measured_after_warmup": len(lat),
             "not_confirmed_after_warmup": len(ordered) - len(lat),
             "seconds_until_all_terminal_after_load": terminal_s,
-            "outcome": state.as_dict(),
+            "outcome": state.as_dict(), "hops": hops,
         }  # fmt: skip
+        print("  median per step (ms): appended -> relayed | relayed -> next row appended")
+        for hop in hops:
+            print(
+                f"    {hop['from']} -> {hop['to']}: {hop['relay_ms']:.0f} | {hop['deliver_ms']:.0f}"
+            )
         if lat:
             result.update(
                 p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95),
@@ -187,6 +209,21 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     finally:
         procs.stop_all()
         drop_database(url)
+
+
+def hop_medians(url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(HOPS_SQL).fetchall()
+    return [
+        {
+            "from": r[0],
+            "to": r[1],
+            "count": r[2],
+            "relay_ms": r[3] * 1000,
+            "deliver_ms": r[4] * 1000,
+        }
+        for r in rows
+    ]
 
 
 def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -> dict[str, Any]:
