@@ -1,39 +1,37 @@
 """The relay: moves committed log rows to every subscribed pgmq queue.
 
 One transaction per batch does all of it: take the relay leadership (advisory lock), give the
-oldest unrelayed rows their global positions, insert them into each subscribed queue (one
-statement per queue) and NOTIFY the consumers. Either all of that commits or none of it, so a
-relay killed at any instant neither loses nor duplicates a message. Several relays may run (one
-per worker process); only the leader of the moment does work, the others find the lock taken
-and wait.
+oldest unrelayed rows their global positions and insert them into each subscribed queue, both
+in ONE statement built for the current routes (``relay_statement``: the Dramatiq message of
+each row is put together in PostgreSQL, so no row travels to Python and back), then NOTIFY the
+consumers of the queues that got messages. Either all of that commits or none of it, so a relay
+killed at any instant neither loses nor duplicates a message. Several relays may run (one per
+worker process); only the leader of the moment does work, the others find the lock taken and
+wait.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import threading
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg import sql as pgsql
 from psycopg_pool import ConnectionPool
 
 from outbox import wire
-from outbox.envelope import Envelope
-from sql import query, queue_query
+from sql import query
 
 log = logging.getLogger(__name__)
 
 OUTBOX_CHANNEL = "haengbok_outbox"
 PROJECTION_WAKEUP_CHANNEL = "haengbok_projection_wakeup"
-# Message ids derived from (event, subscriber) make every delivery of one event to one
-# subscriber recognisable, e.g. as the idempotency key of an outside call.
-_MESSAGE_NAMESPACE = uuid.UUID("6f1d2a64-8f4e-4d0e-9a51-3c0f1e2b7a10")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +45,10 @@ class Route:
 
 
 def message_id(event_id: uuid.UUID, subscriber: str) -> str:
-    return str(uuid.uuid5(_MESSAGE_NAMESPACE, f"{event_id}/{subscriber}"))
+    """The Dramatiq message id of ``event_id``'s delivery to ``subscriber``: the same for every
+    delivery, so it serves as the idempotency key of an outside call. The relay statement
+    computes it in SQL the same way: md5 of "<event_id>/<subscriber>", read as a uuid."""
+    return str(uuid.UUID(hashlib.md5(f"{event_id}/{subscriber}".encode()).hexdigest()))
 
 
 def load_routes(conn: psycopg.Connection[Any]) -> list[Route]:
@@ -55,34 +56,83 @@ def load_routes(conn: psycopg.Connection[Any]) -> list[Route]:
     return [Route(r[0], r[1], frozenset(r[2]), r[3]) for r in rows]
 
 
-def build_sends(
-    envelopes: Sequence[Envelope], routes: Iterable[Route]
-) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
-    """Group the Dramatiq messages and headers per queue, keeping log order inside each."""
-    by_type: dict[str, list[Route]] = defaultdict(list)
-    for route in routes:
-        for message_type in route.message_types:
-            by_type[message_type].append(route)
-    sends: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-    for env in envelopes:
-        targets = by_type.get(env.type)
-        if not targets:
-            continue
-        body_args = [env.to_json()]
-        stamp = int(env.occurred_at.timestamp() * 1000)
-        for route in targets:
-            body = wire.message_body(
-                queue_name=route.queue_name,
-                actor_name=route.name,
-                args=body_args,
-                message_id=message_id(env.event_id, route.name),
-                message_timestamp=stamp,
+# The claimed rows as consumers receive them: Envelope.to_json's keys, and the message's
+# timestamp (milliseconds) for the Dramatiq message.
+_ENVELOPES = """
+, envelope AS (
+    SELECT c.position, c.event_id, c.type, c.stream, c.correlation_id,
+           floor(extract(epoch FROM c.occurred_at) * 1000)::bigint AS stamp,
+           jsonb_build_object(
+               'position', c.position, 'global_position', c.global_position,
+               'event_id', c.event_id, 'kind', c.kind, 'type', c.type, 'stream', c.stream,
+               'version', c.version, 'payload', c.payload, 'correlation_id', c.correlation_id,
+               'causation_id', c.causation_id, 'actor', c.actor,
+               'occurred_at', c.occurred_at) AS body
+    FROM claimed c
+)"""
+
+# One route's messages (outbox.wire: Message.asdict() keys; the FIFO group for ordered routes).
+_ROUTE_ROWS = """
+SELECT e.position, {rank} AS rank,
+       jsonb_build_object(
+           'queue_name', {queue}, 'actor_name', {actor}, 'args', jsonb_build_array(e.body),
+           'kwargs', '{{}}'::jsonb, 'options', '{{}}'::jsonb,
+           'message_id', md5(e.event_id::text || {suffix})::uuid,
+           'message_timestamp', e.stamp) AS message,
+       {headers} AS headers
+FROM envelope e
+WHERE e.type = ANY({types}::text[])"""
+
+_ORDERED_HEADERS = (
+    "jsonb_build_object('x-pgmq-group', e.stream, 'x-correlation-id', e.correlation_id)"
+)
+_UNORDERED_HEADERS = "jsonb_build_object('x-correlation-id', e.correlation_id)"
+
+
+@functools.lru_cache(maxsize=16)
+def relay_statement(routes: tuple[Route, ...]) -> tuple[str, tuple[str, ...]]:
+    """The statement that claims a batch (``outbox.claim_batch``) and inserts it into every
+    route's queue, and the queues in the order of the message counts it returns.
+
+    One insert per queue, in log order (and in route order for one row sent to several routes
+    of one queue), as the consumers' FIFO groups need. Data-modifying CTEs run exactly once,
+    so the claim and every insert are one unit, and each insert sees the claimed rows through
+    their RETURNING list.
+    """
+    by_queue: dict[str, list[Route]] = {}
+    for route in sorted(routes, key=lambda r: r.name):
+        by_queue.setdefault(wire.check_queue_name(route.queue_name), []).append(route)
+    claim = pgsql.SQL(query("outbox.claim_batch"))
+    parts: list[pgsql.Composable] = [pgsql.SQL("WITH claimed AS ({})").format(claim)]
+    parts.append(pgsql.SQL(_ENVELOPES))
+    counts = []
+    for i, (queue, queue_routes) in enumerate(by_queue.items()):
+        rows = pgsql.SQL("\nUNION ALL").join(
+            pgsql.SQL(_ROUTE_ROWS).format(
+                rank=pgsql.Literal(rank),
+                queue=pgsql.Literal(queue),
+                actor=pgsql.Literal(route.name),
+                suffix=pgsql.Literal(f"/{route.name}"),
+                headers=pgsql.SQL(_ORDERED_HEADERS if route.ordered else _UNORDERED_HEADERS),
+                types=pgsql.Literal(sorted(route.message_types)),
             )
-            head = wire.headers(env.stream if route.ordered else None, str(env.correlation_id))
-            msgs, heads = sends.setdefault(route.queue_name, ([], []))
-            msgs.append(body)
-            heads.append(head)
-    return sends
+            for rank, route in enumerate(queue_routes)
+        )
+        sent = pgsql.Identifier(f"sent_{i}")
+        parts.append(
+            pgsql.SQL(
+                "\n, {sent} AS (\n INSERT INTO {table} (vt, message, headers)\n"
+                " SELECT clock_timestamp(), m.message, m.headers FROM ({rows}) m\n"
+                " ORDER BY m.position, m.rank\n RETURNING 1)"
+            ).format(sent=sent, table=pgsql.Identifier("pgmq", f"q_{queue}".lower()), rows=rows)
+        )
+        counts.append(pgsql.SQL("(SELECT count(*) FROM {})").format(sent))
+    parts.append(
+        pgsql.SQL("\nSELECT (SELECT count(*) FROM claimed), ARRAY[{}]::bigint[]").format(
+            pgsql.SQL(", ").join(counts)
+        )
+    )
+    return pgsql.Composed(parts).as_string(None), tuple(by_queue)
 
 
 def relay_batch(conn: psycopg.Connection[Any], batch_size: int) -> int | None:
@@ -93,20 +143,14 @@ def relay_batch(conn: psycopg.Connection[Any], batch_size: int) -> int | None:
     leader = conn.execute(query("outbox.try_relay_leadership")).fetchone()
     if not leader or not leader[0]:
         return None
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(query("outbox.claim_batch"), {"limit": batch_size}).fetchall()
-    if not rows:
+    statement, queues = relay_statement(tuple(load_routes(conn)))
+    row = conn.execute(statement, {"limit": batch_size}).fetchone()
+    claimed, sent = (int(row[0]), row[1]) if row else (0, [])
+    if not claimed:
         return 0
-    envelopes = sorted((Envelope.from_row(r) for r in rows), key=lambda e: e.position)
-    sends = build_sends(envelopes, load_routes(conn))
-    for queue_name, (msgs, heads) in sends.items():
-        conn.execute(
-            queue_query("send_json_array", queue_name),
-            {"messages": Jsonb(msgs), "headers": Jsonb(heads), "delay_ms": 0},
-        )
-    channels = [wire.notify_channel(q) for q in sends] + [PROJECTION_WAKEUP_CHANNEL]
-    conn.execute(query("outbox.notify"), {"channels": channels})
-    return len(rows)
+    channels = [wire.notify_channel(q) for q, n in zip(queues, sent, strict=True) if n]
+    conn.execute(query("outbox.notify"), {"channels": [*channels, PROJECTION_WAKEUP_CHANNEL]})
+    return claimed
 
 
 def sync_routes(conn: psycopg.Connection[Any], routes: Iterable[Route]) -> None:

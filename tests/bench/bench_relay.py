@@ -13,8 +13,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from outbox import wire
 from outbox.envelope import Envelope
-from outbox.relay import Route, build_sends, load_routes, relay_batch, sync_routes
+from outbox.relay import Route, load_routes, message_id, relay_batch, sync_routes
 from tests.bench.common import drop_database, fresh_database, write_result
 
 ROUTES = [
@@ -61,6 +62,27 @@ def time_relay(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[int, float
         if not n:
             return done, time.perf_counter() - start
         done += n
+
+
+def build_sends(
+    envelopes: list[Envelope], routes: list[Route]
+) -> dict[str, tuple[list[dict[str, object]], list[dict[str, str]]]]:
+    """The relay's messages and headers per queue, built in Python for the raw baseline."""
+    sends: dict[str, tuple[list[dict[str, object]], list[dict[str, str]]]] = {}
+    for env in envelopes:
+        for route in routes:
+            if env.type not in route.message_types:
+                continue
+            body = wire.message_body(
+                queue_name=route.queue_name, actor_name=route.name, args=[env.to_json()],
+                message_id=message_id(env.event_id, route.name),
+                message_timestamp=int(env.occurred_at.timestamp() * 1000),
+            )  # fmt: skip
+            head = wire.headers(env.stream if route.ordered else None, str(env.correlation_id))
+            msgs, heads = sends.setdefault(route.queue_name, ([], []))
+            msgs.append(body)
+            heads.append(head)
+    return sends
 
 
 RAW_SEND_BATCH = "SELECT pgmq.send_batch(%s::text, %s::jsonb[], %s::jsonb[])"

@@ -176,12 +176,13 @@ class TestKillingWorkers:
     ) -> None:
         workers.start()
         workers.start()
-        total = 3000
+        # Enough messages that the kills land while they flow, also in batches of 16.
+        total = 6000
         ping_all(fault_db, total, 40)
         rng = random.Random(7)
         deadline = time.monotonic() + 120
         while tally(fault_db)["handled"] < total and time.monotonic() < deadline:
-            time.sleep(rng.uniform(0.2, 0.6))  # chaos interval, not a wait for an outcome
+            time.sleep(rng.uniform(0.1, 0.4))  # chaos interval, not a wait for an outcome
             if workers.kills < 12:
                 workers.kill(rng.choice(workers.procs))
                 workers.start()

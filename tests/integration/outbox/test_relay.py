@@ -9,10 +9,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
-from outbox.envelope import MessageContext, NewMessage
+from outbox.broker_message import decode
+from outbox.envelope import Envelope, MessageContext, NewMessage
 from outbox.log import ConcurrencyConflict, append
-from outbox.relay import Route, relay_batch, sync_routes
+from outbox.relay import Route, message_id, relay_batch, sync_routes
 
 ORDERS = Route(
     "orders_policy", "orders_policy", frozenset({"shop.OrderPlaced", "shop.OrderPaid"}), True
@@ -74,6 +76,52 @@ class TestRelayingCommittedEvents:
         assert [m["body"]["args"][0]["type"] for m in audit] == ["shop.OrderPlaced"]
         assert "x-pgmq-group" not in audit[0]["headers"], "unordered queues carry no FIFO group"
         assert unrelayed == (0,)
+
+    def test_the_message_is_the_envelope_as_consumers_decode_it_with_a_stable_id(
+        self, database_url: str
+    ) -> None:
+        _subscribe(database_url, ORDERS, AUDIT)
+        stream = f"order-{uuid.uuid4()}"
+        ctx = MessageContext(uuid.uuid4(), uuid.uuid4(), "alice")
+        with psycopg.connect(database_url) as conn:
+            append(conn, [NewMessage("shop.OrderPlaced", stream, {"n": 1, "x": [True]})], ctx)
+        _relay_all(database_url)
+        with psycopg.connect(database_url) as conn, conn.cursor(row_factory=dict_row) as cur:
+            event = cur.execute("SELECT * FROM outbox.event").fetchone()
+            stored = {
+                queue: cur.execute(f"SELECT * FROM pgmq.q_{queue}").fetchone()
+                for queue in ("orders_policy", "audit_trail")
+            }
+        assert event is not None
+        for route in (ORDERS, AUDIT):
+            row = stored[route.queue_name]
+            assert row is not None
+            message = decode(route.queue_name, row["message"])
+            assert Envelope.from_json(message.args[0]) == Envelope.from_row(event)
+            assert message.actor_name == route.name
+            assert message.message_id == message_id(event["event_id"], route.name)
+            assert message.message_timestamp == int(event["occurred_at"].timestamp() * 1000)
+            assert row["headers"]["x-correlation-id"] == str(ctx.correlation_id)
+        assert stored["orders_policy"]["headers"]["x-pgmq-group"] == stream
+
+    def test_subscribers_sharing_a_queue_get_its_messages_in_log_order(
+        self, database_url: str
+    ) -> None:
+        first = Route("first_reader", "shared_q", frozenset({"shop.OrderPlaced"}), True)
+        second = Route("second_reader", "shared_q", frozenset({"shop.OrderPlaced"}), True)
+        _subscribe(database_url, first, second)
+        with psycopg.connect(database_url) as conn:
+            for i in range(3):
+                _append(conn, f"order-{i}")
+        _relay_all(database_url)
+        with psycopg.connect(database_url) as conn:
+            got = [
+                (m["body"]["args"][0]["stream"], m["body"]["actor_name"])
+                for m in _queue(conn, "shared_q")
+            ]
+        assert got == [
+            (f"order-{i}", r) for i in range(3) for r in ("first_reader", "second_reader")
+        ]
 
     def test_global_positions_are_gap_free_and_follow_position_order(
         self, database_url: str
