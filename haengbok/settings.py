@@ -38,7 +38,7 @@ class Settings:
     relay_batch_size: int = 500
     relay_idle_poll_seconds: float = 0.5
     # Messages run per transaction by subscribers that batch (1: each alone).
-    consumer_batch_size: int = 16
+    consumer_batch_size: int = 32
     # Longest sleep of a worker's saga deadline scheduler: how late a deadline fires at worst.
     saga_deadline_poll_seconds: float = 1.0
     # Seconds a read pgmq message stays invisible; must exceed the actor time limit.
@@ -81,7 +81,7 @@ class Settings:
             relay_batch_size=_int("HAENGBOK_RELAY_BATCH_SIZE", 500),
             relay_idle_poll_seconds=_float("HAENGBOK_RELAY_IDLE_POLL_SECONDS", 0.5),
             saga_deadline_poll_seconds=_float("HAENGBOK_SAGA_DEADLINE_POLL_SECONDS", 1.0),
-            consumer_batch_size=_int("HAENGBOK_CONSUMER_BATCH_SIZE", 16),
+            consumer_batch_size=_int("HAENGBOK_CONSUMER_BATCH_SIZE", 32),
             visibility_timeout_seconds=_int("HAENGBOK_VISIBILITY_TIMEOUT_SECONDS", 60),
             actor_time_limit_seconds=_int("HAENGBOK_ACTOR_TIME_LIMIT_SECONDS", 30),
             max_retries=_int("HAENGBOK_MAX_RETRIES", 5),

@@ -228,10 +228,17 @@ class PgmqBroker(dramatiq.Broker):
         return ids
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> PgmqConsumer:
-        """A consumer of ``queue_name``; ``timeout`` ms is how long an idle ``next()`` waits."""
+        """A consumer of ``queue_name``; ``timeout`` ms is how long an idle ``next()`` waits.
+
+        A batched queue holds at least two full batches (Dramatiq asks for twice the worker
+        threads, for every queue alike): a read then fills a batch whenever the backlog can.
+        """
         if queue_name not in self.queues:
             raise QueueNotFound(queue_name)  # type: ignore[no-untyped-call]
         self.ensure_queue(queue_name)
+        batching = self._batching.get(queue_name)
+        if batching is not None:
+            prefetch = max(prefetch, 2 * batching.max_size)
         return PgmqConsumer(self, queue_name, prefetch, timeout)
 
     def flush(self, queue_name: str) -> None:

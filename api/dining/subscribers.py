@@ -40,7 +40,7 @@ DEPOSIT = "dining_deposit"
 RECOMMENDATION = "dining_recommendation"
 SAGA = f"saga_{ReservationSaga.saga_type}"
 #: Messages per transaction for the subscribers that batch (HAENGBOK_CONSUMER_BATCH_SIZE).
-DEFAULT_BATCH_SIZE = 16
+DEFAULT_BATCH_SIZE = 32
 
 
 def subscribers(

@@ -46,6 +46,10 @@ from tests.bench.dining_system import (
     wait_settled,
 )
 
+REQUESTED_SQL = """
+SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
+FROM outbox.event WHERE type = 'reservation.ReservationRequested'
+"""
 CONFIRMED_SQL = """
 SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
 FROM outbox.event WHERE type = 'reservation.ReservationConfirmed'
@@ -73,6 +77,7 @@ MAX_ATTEMPTS = 400  # bounds a push client's retries of one request (about 100 s
 @dataclass
 class Sent:
     started: dict[str, float] = field(default_factory=dict)  # reservation id -> wall clock
+    answered_ms: list[float] = field(default_factory=list)  # response times of the 202s
     codes: dict[int, int] = field(default_factory=dict)
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -94,6 +99,7 @@ async def _post(client: httpx.AsyncClient, body: bytes, sent: Sent, *, retry_she
         sent.count(reply.status_code)
         if reply.status_code == 202:
             sent.started[reply.json()["reservation_id"]] = started
+            sent.answered_ms.append((time.time() - started) * 1000)
             return
         if reply.status_code == 503 and retry_shed:
             sent.shed += 1
@@ -143,9 +149,10 @@ async def push(api_url: str, token: str, bodies: list[bytes], concurrency: int) 
     return sent
 
 
-def confirmations(url: str) -> dict[str, float]:
+def confirmations(url: str, sql: str = CONFIRMED_SQL) -> dict[str, float]:
+    """Reservation id -> when its event of the query's type was appended (epoch seconds)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        return {str(r[0]): float(r[1]) for r in conn.execute(CONFIRMED_SQL).fetchall()}
+        return {str(r[0]): float(r[1]) for r in conn.execute(sql).fetchall()}
 
 
 def start_system(
@@ -176,10 +183,13 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             url, deadline_seconds=args.settle_deadline, started=ended
         )
         confirmed_at = confirmations(url)
+        requested_at = confirmations(url, REQUESTED_SQL)
         hops = hop_medians(url)
         skip = int(args.rate * args.warmup)
         ordered = sorted(sent.started.items(), key=lambda kv: kv[1])[skip:]
         lat = sorted((confirmed_at[r] - t) * 1000 for r, t in ordered if r in confirmed_at)
+        to_log = sorted((requested_at[r] - t) * 1000 for r, t in ordered if r in requested_at)
+        answered = sorted(sent.answered_ms)
         result: dict[str, Any] = {
             "rate_per_s": args.rate, "seconds": args.seconds, "achieved_send_rate": achieved,
             "codes": sent.codes, "client_errors": sent.errors,
@@ -189,6 +199,19 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             "seconds_until_all_terminal_after_load": terminal_s,
             "outcome": state.as_dict(), "hops": hops,
         }  # fmt: skip
+        if to_log and answered:
+            result.update(
+                request_to_log_p50_ms=percentile(to_log, 50),
+                request_to_log_p99_ms=percentile(to_log, 99),
+                response_p50_ms=percentile(answered, 50), response_p99_ms=percentile(answered, 99),
+            )  # fmt: skip
+            print(
+                f"  request sent -> ReservationRequested in the log: p50 "
+                f"{result['request_to_log_p50_ms']:.0f} ms, p99 "
+                f"{result['request_to_log_p99_ms']:.0f} ms; 202 answered after p50 "
+                f"{result['response_p50_ms']:.0f} ms, p99 {result['response_p99_ms']:.0f} ms",
+                flush=True,
+            )
         print("  median per step (ms): appended -> relayed | relayed -> next row appended")
         for hop in hops:
             print(

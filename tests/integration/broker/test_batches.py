@@ -224,6 +224,14 @@ class TestDeliverBatch:
         consumer.requeue(again)
         consumer.close()
 
+    def test_a_batched_queue_prefetches_two_full_batches(
+        self, pool: ConnectionPool[Any], broker: PgmqBroker
+    ) -> None:
+        declare_subscribers(broker, lambda: pool, [subscriber(batch_size=16)])
+        consumer = broker.consume(QUEUE, prefetch=4, timeout=100)
+        assert consumer.prefetch == 32  # Dramatiq asked for 4 (twice its threads)
+        consumer.close()
+
     def test_batch_size_one_delivers_each_message_alone(
         self, url: str, pool: ConnectionPool[Any], broker: PgmqBroker
     ) -> None:
