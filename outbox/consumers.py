@@ -254,10 +254,10 @@ def deliver_batch(
                             HandlerContext(conn, envelope, broker, part, scope), envelope
                         )
                 scope.finish(conn)
+            batch.done = True  # committed: whatever happens next, the messages are gone
             emitted = bool(scope.outbox)
             if emitted and wake_relay is None:
                 notify_relay_now(conn)
-        batch.done = True
         if emitted and wake_relay is not None:
             wake_relay()
     return len(live)

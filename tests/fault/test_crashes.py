@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -176,20 +175,22 @@ class TestKillingWorkers:
     ) -> None:
         workers.start()
         workers.start()
-        # Enough messages that the kills land while they flow, also in batches of 16.
-        total = 6000
-        ping_all(fault_db, total, 40)
+        # Pings come in waves; a random worker (with its relay) is killed as soon as a wave
+        # starts being handled and a new one started: each kill lands while messages flow,
+        # however fast they are handled (in batches on a fast disk a wave takes ~0.2 s).
+        waves, per_wave = 12, 500
+        total = waves * per_wave
         rng = random.Random(7)
-        deadline = time.monotonic() + 120
-        while tally(fault_db)["handled"] < total and time.monotonic() < deadline:
-            time.sleep(rng.uniform(0.1, 0.4))  # chaos interval, not a wait for an outcome
-            if workers.kills < 12:
-                workers.kill(rng.choice(workers.procs))
-                workers.start()
+        for _ in range(waves):
+            before = tally(fault_db)["handled"]
+            ping_all(fault_db, per_wave, 40)
+            wait_until(lambda b=before: tally(fault_db)["handled"] > b, timeout=30, interval=0.005)
+            workers.kill(rng.choice(workers.procs))
+            workers.start()
         wait_until(lambda: tally(fault_db)["handled"] == total, timeout=60)
         counts = tally(fault_db)
         print(f"kills={workers.kills} counts={counts}")
-        assert workers.kills >= 5
+        assert workers.kills == waves
         assert counts == {
             "lost": 0,
             "duplicate_effects": 0,
