@@ -24,9 +24,19 @@ class ConcurrencyConflict(Exception):
     transient = True
 
 
+def _row(m: NewMessage, c: MessageContext) -> dict[str, Any]:
+    return {
+        "event_id": str(m.event_id), "kind": m.kind, "type": m.type, "stream": m.stream,
+        "payload": dict(m.payload), "correlation_id": str(c.correlation_id),
+        "causation_id": None if c.causation_id is None else str(c.causation_id),
+        "actor": c.actor,
+    }  # fmt: skip
+
+
 def _statement(messages: Sequence[NewMessage], ctx: MessageContext) -> tuple[str, dict[str, Any]]:
     """The append statement and its parameters. One message (most appends) takes a plain
-    INSERT with scalar parameters: dumping arrays costs the caller several times more."""
+    INSERT with scalar parameters; several go in one JSON array (``append_each``'s statement,
+    every row with the same context)."""
     if len(messages) == 1:
         (m,) = messages
         return query("outbox.append_one"), {
@@ -39,16 +49,7 @@ def _statement(messages: Sequence[NewMessage], ctx: MessageContext) -> tuple[str
             "causation_id": ctx.causation_id,
             "actor": ctx.actor,
         }
-    return query("outbox.append"), {
-        "event_ids": [m.event_id for m in messages],
-        "kinds": [m.kind for m in messages],
-        "types": [m.type for m in messages],
-        "streams": [m.stream for m in messages],
-        "payloads": [Jsonb(dict(m.payload)) for m in messages],
-        "correlation_id": ctx.correlation_id,
-        "causation_id": ctx.causation_id,
-        "actor": ctx.actor,
-    }
+    return query("outbox.append_each"), {"rows": Jsonb([_row(m, ctx) for m in messages])}
 
 
 def _appended(rows: list[tuple[Any, ...]]) -> list[Appended]:
@@ -72,15 +73,6 @@ def append(
             raise ConcurrencyConflict(str(exc.diag.message_detail)) from exc
         raise
     return _appended(rows)
-
-
-def _row(m: NewMessage, c: MessageContext) -> dict[str, Any]:
-    return {
-        "event_id": str(m.event_id), "kind": m.kind, "type": m.type, "stream": m.stream,
-        "payload": dict(m.payload), "correlation_id": str(c.correlation_id),
-        "causation_id": None if c.causation_id is None else str(c.causation_id),
-        "actor": c.actor,
-    }  # fmt: skip
 
 
 def append_each(

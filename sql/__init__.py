@@ -42,7 +42,7 @@ def _all_queries() -> dict[str, str]:
 
 
 def query(name: str) -> str:
-    """The SQL of a named block, e.g. ``query("outbox.append")``."""
+    """The SQL of a named block, e.g. ``query("outbox.append_one")``."""
     try:
         return _all_queries()[name]
     except KeyError:

@@ -1,28 +1,6 @@
--- name: append
--- Versions continue each stream's head; a concurrent writer of the same stream hits
--- event_stream_version_key and gets a ConcurrencyConflict. ORDER BY ord keeps identity values in
--- input order so a stream's versions and positions rise together.
-WITH input AS (
-    SELECT *
-    FROM unnest(%(event_ids)s::uuid[], %(kinds)s::text[], %(types)s::text[],
-                %(streams)s::text[], %(payloads)s::jsonb[])
-         WITH ORDINALITY AS i(event_id, kind, type, stream, payload, ord)
-), numbered AS (
-    SELECT i.*,
-           coalesce((SELECT max(e.version) FROM outbox.event e WHERE e.stream = i.stream), 0)
-             + row_number() OVER (PARTITION BY i.stream ORDER BY i.ord) AS version
-    FROM input i
-)
-INSERT INTO outbox.event (event_id, kind, type, stream, version, payload,
-                          correlation_id, causation_id, actor)
-SELECT event_id, kind, type, stream, version, payload,
-       %(correlation_id)s::uuid, %(causation_id)s::uuid, %(actor)s::text
-FROM numbered
-ORDER BY ord
-RETURNING position, event_id, stream, version
-
 -- name: append_one
--- append for a single message: the same versioning, without the arrays.
+-- Versions continue the stream's head; a concurrent writer of the same stream hits
+-- event_stream_version_key and gets a ConcurrencyConflict.
 INSERT INTO outbox.event (event_id, kind, type, stream, version, payload,
                           correlation_id, causation_id, actor)
 VALUES (%(event_id)s::uuid, %(kind)s::text, %(type)s::text, %(stream)s::text,
@@ -89,9 +67,11 @@ SELECT pg_notify(channel, '') FROM unnest(%(channels)s::text[]) AS channel
 SELECT pgmq.create(%(queue)s::text)
 
 -- name: append_each
--- Messages of several units of work at once (a consumer batch's handlers): each row carries its
--- own context. One JSON array in, one row per element in its order; versions continue each
--- stream's head as in append.
+-- Several messages, one row per element of a JSON array, in its order; each row carries its own
+-- context (a consumer batch's handlers each have theirs). Versions continue each stream's head
+-- (a concurrent writer of a stream hits event_stream_version_key: ConcurrencyConflict); ORDER
+-- BY ord keeps identity values in input order so a stream's versions and positions rise
+-- together.
 WITH input AS (
     SELECT *
     FROM ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,21 +24,9 @@ from outbox.relay import sync_routes
 from outbox.sagas import SagaRunner
 from sql import query
 from tests.example.shop import ChargePayment, OrderPlaced, OrderSaga, ReserveStock, StockReserved
+from tests.integration.outbox.conftest import SAGA_QUEUE
 
-QUEUE = "saga_order"
-
-
-@pytest.fixture
-def pool(database_url: str) -> Iterator[ConnectionPool[Any]]:
-    with ConnectionPool(database_url, min_size=1, max_size=4) as opened:
-        yield opened
-
-
-@pytest.fixture
-def broker(database_url: str) -> Iterator[PgmqBroker]:
-    made = PgmqBroker(database_url, ordered_queues=[QUEUE])
-    yield made
-    made.close()
+QUEUE = SAGA_QUEUE
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
@@ -28,22 +27,10 @@ from outbox.saga_deadlines import DeadlineScheduler
 from outbox.sagas import DEADLINE_TYPE, SagaRunner
 from sql import query
 from tests.example.shop import OrderSaga
+from tests.integration.outbox.conftest import SAGA_QUEUE
 from tests.waiting import wait_until
 
-QUEUE = "saga_order"
-
-
-@pytest.fixture
-def pool(database_url: str) -> Iterator[ConnectionPool[Any]]:
-    with ConnectionPool(database_url, min_size=1, max_size=4) as opened:
-        yield opened
-
-
-@pytest.fixture
-def broker(database_url: str) -> Iterator[PgmqBroker]:
-    made = PgmqBroker(database_url, ordered_queues=[QUEUE])
-    yield made
-    made.close()
+QUEUE = SAGA_QUEUE
 
 
 @pytest.fixture
