@@ -91,20 +91,7 @@ def run_once(
 
 
 def _run_once(conn: psycopg.Connection[Any], projector: Projector, batch_size: int) -> int:
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        raise ValueError("run_once commits its batch: pass a connection outside a transaction")
-    name = {"name": projector.name}
-    with conn.transaction():
-        if not _scalar(conn, "projection.try_lock", name):
-            return 0
-        checkpoint = int(_scalar(conn, "projection.checkpoint", name, default=0))
-        position, _ = project_batch(
-            conn, projector, projector.table.identifier, checkpoint, batch_size
-        )
-        if position == checkpoint:
-            return 0
-        save_checkpoint(conn, projector.name, position)
-        return position - checkpoint
+    return run_round(conn, [projector], batch_size=batch_size).get(projector.name, 0)
 
 
 def run_round(

@@ -104,11 +104,12 @@ ORDER BY 1
 -- name: lock_round
 -- A runner's round: the projections of `names` no other runner holds now (the same lock as
 -- try_lock, taken for each name in the list only: the condition refers to the list alone, so
--- it is checked on it before the join), their checkpoints, and the head (see head), read in
--- this one statement before the round's batch.
-SELECT c.name, c.position, (SELECT coalesce(max(global_position), 0) FROM outbox.event) AS head
+-- it is checked on it before the join), their checkpoints (0 before the first one is saved),
+-- and the head (see head), read in this one statement before the round's batch.
+SELECT n.name, coalesce(c.position, 0),
+       (SELECT coalesce(max(global_position), 0) FROM outbox.event) AS head
 FROM unnest(%(names)s::text[]) AS n(name)
-JOIN projection.checkpoint c ON c.name = n.name
+LEFT JOIN projection.checkpoint c ON c.name = n.name
 WHERE pg_try_advisory_xact_lock(7424653, hashtext(n.name))
 
 -- name: save_checkpoints
