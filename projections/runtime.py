@@ -113,9 +113,11 @@ def run_round(
     by_name = {p.name: p for p in projectors}
     with conn.transaction():
         with conn.cursor(row_factory=tuple_row) as cur:
-            held = cur.execute(query("projection.lock_round"), {"names": list(by_name)}).fetchall()
-        if not held:
-            return {}
+            locked = cur.execute(query("projection.lock_round"), {"names": list(by_name)})
+            names = [str(r[0]) for r in locked.fetchall()]
+            if not names:
+                return {}
+            held = cur.execute(query("projection.round_checkpoints"), {"names": names}).fetchall()
         checkpoints = {str(r[0]): int(r[1]) for r in held}
         head = int(held[0][2])
         after = min(checkpoints.values())

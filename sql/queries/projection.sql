@@ -103,14 +103,20 @@ ORDER BY 1
 
 -- name: lock_round
 -- A runner's round: the projections of `names` no other runner holds now (the same lock as
--- try_lock, taken for each name in the list only: the condition refers to the list alone, so
--- it is checked on it before the join), their checkpoints (0 before the first one is saved),
--- and the head (see head), read in this one statement before the round's batch.
+-- try_lock, taken for each name in the list only). Their checkpoints are read by the next
+-- statement, never by this one: its snapshot is older than the lock it takes, and may miss the
+-- checkpoint the runner that just let go of it committed.
+SELECT n.name
+FROM unnest(%(names)s::text[]) AS n(name)
+WHERE pg_try_advisory_xact_lock(7424653, hashtext(n.name))
+
+-- name: round_checkpoints
+-- The held projections' checkpoints (0 before the first one is saved) and the head (see head),
+-- read after their locks were taken and before the round's batch.
 SELECT n.name, coalesce(c.position, 0),
        (SELECT coalesce(max(global_position), 0) FROM outbox.event) AS head
 FROM unnest(%(names)s::text[]) AS n(name)
 LEFT JOIN projection.checkpoint c ON c.name = n.name
-WHERE pg_try_advisory_xact_lock(7424653, hashtext(n.name))
 
 -- name: save_checkpoints
 INSERT INTO projection.checkpoint (name, position, updated_at)
