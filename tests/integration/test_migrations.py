@@ -6,13 +6,15 @@ import uuid
 
 import dramatiq
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from outbox import wire
-from outbox.envelope import Envelope
+from outbox.envelope import Envelope, MessageContext, NewMessage
+from outbox.log import append
 from outbox.relay import sync_routes
 from outbox.sagas import DEADLINE_TYPE, SagaRunner
-from sql import migrate
+from sql import migrate, query
 from sql.schema_snapshot import REFERENCE_FILE, snapshot
 from tests.example.shop import OrderSaga
 
@@ -82,6 +84,39 @@ class TestSagaDeadlineDowngrade:
         assert env.type == DEADLINE_TYPE and env.correlation_id == saga_id
         assert env.payload == {"saga_id": str(saga_id), "name": "stock", "version": 3}
         assert msg["headers"][wire.GROUP_HEADER] == f"deadline-{env.event_id}"
+
+
+class TestRelayClaimIndex:
+    def test_from_0010_unrelayed_rows_are_out_of_the_global_position_index_which_stays_unique(
+        self, empty_database_url: str
+    ) -> None:
+        url = empty_database_url
+        migrate.upgrade(url)
+        with psycopg.connect(url) as conn:
+            messages = [NewMessage("test.Opened", f"cart-{i}", {}) for i in range(3)]
+            append(conn, messages, MessageContext.new("test"))
+            conn.commit()
+            claimed = conn.execute(query("outbox.claim_batch"), {"limit": 2}).fetchall()
+            conn.commit()
+            assert len(claimed) == 2
+            definition = conn.execute(
+                "SELECT pg_get_indexdef('outbox.event_global_position_key'::regclass)"
+            ).fetchone()
+            # Partial: the relay's "global_position IS NULL" claim cannot read it, and an
+            # append writes no entry into it.
+            assert definition is not None
+            assert definition[0].endswith("WHERE (global_position IS NOT NULL)")
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute(
+                    "UPDATE outbox.event SET global_position = 1 WHERE global_position IS NULL"
+                )
+        migrate.downgrade(url, "0009_saga_deadline_scheduler")
+        with psycopg.connect(url) as conn:
+            kind = conn.execute(
+                "SELECT contype FROM pg_constraint WHERE conname = 'event_global_position_key'"
+            ).fetchone()
+        assert kind == ("u",)
+        migrate.upgrade(url)
 
 
 class TestReferenceSchema:
