@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from domain.dining import messages as dining
 from domain.messages import Message
 from outbox.envelope import Envelope
@@ -22,3 +24,12 @@ def decode(envelope: Envelope) -> Message:
 def types_of(*classes: type[Message]) -> frozenset[str]:
     """The log types of ``classes``, for a projector's ``message_types``."""
     return frozenset(cls.TYPE for cls in classes)
+
+
+def reservation_id_of(message: Message) -> uuid.UUID:
+    """The reservation a Dining message is about (every one the customer center handles names
+    it; the messages share no base class that says so)."""
+    found = getattr(message, "reservation_id", None)
+    if not isinstance(found, uuid.UUID):
+        raise TypeError(f"{type(message).__name__} names no reservation")
+    return found

@@ -45,68 +45,59 @@ CREATE TABLE {table} (
 -- be cut, and no longer be renamed back to the live name after the swap.
 CREATE INDEX ON {table} (customer, requested_at DESC NULLS LAST);
 
--- name: upsert_requested
--- The request itself is the authority on what was booked: its facts replace partial ones.
+-- name: upsert_reservations
+-- A whole batch, one JSON object per reservation (projections.dining.customer_reservations
+-- merges the batch's events per reservation first, so no row comes twice). Each facet
+-- (reservation status, deposit, booking, recommendation entry) carries the version of its
+-- stream that set it, 0 when the batch says nothing of it, and replaces the stored facet only
+-- when newer: events applied late, twice or out of order leave the row of log order. The
+-- request's facts (requested_at set) are the authority on what was booked and replace partial
+-- ones; other events only fill what is still empty. The newest rating wins.
 INSERT INTO {table} AS r (reservation_id, customer, restaurant_id, restaurant_name,
-                          reserved_date, slot, party_size, deposit_amount, status,
-                          status_version, requested_at, updated_at, last_global_position)
-VALUES (%(reservation_id)s, %(customer)s, %(restaurant_id)s, %(restaurant_name)s,
-        %(reserved_date)s, %(slot)s, %(party_size)s, %(deposit_amount)s, 'PENDING',
-        %(version)s, %(occurred_at)s, %(occurred_at)s, %(global_position)s)
+                          reserved_date, slot, party_size, deposit_amount,
+                          status, status_version, reject_reason,
+                          deposit_status, deposit_version, deposit_reason, deposit_updated_at,
+                          booking_status, booking_version, booking_reason,
+                          recommendation_status, recommendation_version,
+                          rating_score, rating_comment, rated_at,
+                          requested_at, updated_at, last_global_position)
+SELECT d.reservation_id, d.customer, d.restaurant_id, d.restaurant_name,
+       d.reserved_date, d.slot, d.party_size, d.deposit_amount,
+       d.status, d.status_version, d.status_reason,
+       d.deposit, d.deposit_version, d.deposit_reason, d.deposit_updated_at,
+       d.booking, d.booking_version, d.booking_reason,
+       d.recommendation, d.recommendation_version,
+       d.rating_score, d.rating_comment, d.rated_at,
+       d.requested_at, d.updated_at, d.last_global_position
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS d(
+    reservation_id uuid, customer text, restaurant_id uuid, restaurant_name text,
+    reserved_date date, slot text, party_size integer, deposit_amount integer,
+    status text, status_version integer, status_reason text,
+    deposit text, deposit_version integer, deposit_reason text, deposit_updated_at timestamptz,
+    booking text, booking_version integer, booking_reason text,
+    recommendation text, recommendation_version integer,
+    rating_score integer, rating_comment text, rated_at timestamptz,
+    requested_at timestamptz, updated_at timestamptz, last_global_position bigint)
 ON CONFLICT (reservation_id) DO UPDATE
-SET customer = excluded.customer,
-    restaurant_id = excluded.restaurant_id,
-    restaurant_name = excluded.restaurant_name,
-    reserved_date = excluded.reserved_date,
-    slot = excluded.slot,
-    party_size = excluded.party_size,
-    deposit_amount = excluded.deposit_amount,
-    status = CASE WHEN excluded.status_version > r.status_version
-                  THEN excluded.status ELSE r.status END,
-    status_version = greatest(r.status_version, excluded.status_version),
-    requested_at = excluded.requested_at,
-    updated_at = greatest(r.updated_at, excluded.updated_at),
-    last_global_position = greatest(r.last_global_position, excluded.last_global_position)
-
--- name: upsert_status
--- Reservation status changes; the reject reason belongs to the status that carried it.
-INSERT INTO {table} AS r (reservation_id, customer, restaurant_id, status, status_version,
-                          reject_reason, updated_at, last_global_position)
-VALUES (%(reservation_id)s, %(customer)s, %(restaurant_id)s, %(status)s, %(version)s,
-        %(reason)s, %(occurred_at)s, %(global_position)s)
-ON CONFLICT (reservation_id) DO UPDATE
-SET customer = coalesce(r.customer, excluded.customer),
-    restaurant_id = coalesce(r.restaurant_id, excluded.restaurant_id),
+SET customer = CASE WHEN excluded.requested_at IS NOT NULL THEN excluded.customer
+                    ELSE coalesce(r.customer, excluded.customer) END,
+    restaurant_id = CASE WHEN excluded.requested_at IS NOT NULL THEN excluded.restaurant_id
+                         ELSE coalesce(r.restaurant_id, excluded.restaurant_id) END,
+    restaurant_name = CASE WHEN excluded.requested_at IS NOT NULL
+                           THEN excluded.restaurant_name ELSE r.restaurant_name END,
+    reserved_date = CASE WHEN excluded.requested_at IS NOT NULL
+                         THEN excluded.reserved_date ELSE r.reserved_date END,
+    slot = CASE WHEN excluded.requested_at IS NOT NULL THEN excluded.slot ELSE r.slot END,
+    party_size = CASE WHEN excluded.requested_at IS NOT NULL
+                      THEN excluded.party_size ELSE r.party_size END,
+    deposit_amount = CASE WHEN excluded.requested_at IS NOT NULL THEN excluded.deposit_amount
+                          ELSE coalesce(r.deposit_amount, excluded.deposit_amount) END,
+    requested_at = coalesce(excluded.requested_at, r.requested_at),
     status = CASE WHEN excluded.status_version > r.status_version
                   THEN excluded.status ELSE r.status END,
     reject_reason = CASE WHEN excluded.status_version > r.status_version
                          THEN excluded.reject_reason ELSE r.reject_reason END,
     status_version = greatest(r.status_version, excluded.status_version),
-    updated_at = greatest(r.updated_at, excluded.updated_at),
-    last_global_position = greatest(r.last_global_position, excluded.last_global_position)
-
--- name: upsert_rating
-INSERT INTO {table} AS r (reservation_id, customer, restaurant_id, rating_score,
-                          rating_comment, rated_at, updated_at, last_global_position)
-VALUES (%(reservation_id)s, %(customer)s, %(restaurant_id)s, %(score)s, %(comment)s,
-        %(occurred_at)s, %(occurred_at)s, %(global_position)s)
-ON CONFLICT (reservation_id) DO UPDATE
-SET customer = coalesce(r.customer, excluded.customer),
-    restaurant_id = coalesce(r.restaurant_id, excluded.restaurant_id),
-    rating_score = excluded.rating_score,
-    rating_comment = excluded.rating_comment,
-    rated_at = excluded.rated_at,
-    updated_at = greatest(r.updated_at, excluded.updated_at),
-    last_global_position = greatest(r.last_global_position, excluded.last_global_position)
-
--- name: upsert_deposit
--- The request's deposit amount wins over the one a deposit event reports (they agree anyway).
-INSERT INTO {table} AS r (reservation_id, deposit_amount, deposit_status, deposit_version,
-                          deposit_reason, deposit_updated_at, updated_at, last_global_position)
-VALUES (%(reservation_id)s, %(amount)s, %(state)s, %(version)s, %(reason)s, %(occurred_at)s,
-        %(occurred_at)s, %(global_position)s)
-ON CONFLICT (reservation_id) DO UPDATE
-SET deposit_amount = coalesce(r.deposit_amount, excluded.deposit_amount),
     deposit_status = CASE WHEN excluded.deposit_version > r.deposit_version
                           THEN excluded.deposit_status ELSE r.deposit_status END,
     deposit_reason = CASE WHEN excluded.deposit_version > r.deposit_version
@@ -114,35 +105,20 @@ SET deposit_amount = coalesce(r.deposit_amount, excluded.deposit_amount),
     deposit_updated_at = CASE WHEN excluded.deposit_version > r.deposit_version
                               THEN excluded.deposit_updated_at ELSE r.deposit_updated_at END,
     deposit_version = greatest(r.deposit_version, excluded.deposit_version),
-    updated_at = greatest(r.updated_at, excluded.updated_at),
-    last_global_position = greatest(r.last_global_position, excluded.last_global_position)
-
--- name: upsert_booking
-INSERT INTO {table} AS r (reservation_id, restaurant_id, booking_status, booking_version,
-                          booking_reason, updated_at, last_global_position)
-VALUES (%(reservation_id)s, %(restaurant_id)s, %(state)s, %(version)s, %(reason)s,
-        %(occurred_at)s, %(global_position)s)
-ON CONFLICT (reservation_id) DO UPDATE
-SET restaurant_id = coalesce(r.restaurant_id, excluded.restaurant_id),
     booking_status = CASE WHEN excluded.booking_version > r.booking_version
                           THEN excluded.booking_status ELSE r.booking_status END,
     booking_reason = CASE WHEN excluded.booking_version > r.booking_version
                           THEN excluded.booking_reason ELSE r.booking_reason END,
     booking_version = greatest(r.booking_version, excluded.booking_version),
-    updated_at = greatest(r.updated_at, excluded.updated_at),
-    last_global_position = greatest(r.last_global_position, excluded.last_global_position)
-
--- name: upsert_recommendation
-INSERT INTO {table} AS r (reservation_id, restaurant_id, recommendation_status,
-                          recommendation_version, updated_at, last_global_position)
-VALUES (%(reservation_id)s, %(restaurant_id)s, %(state)s, %(version)s, %(occurred_at)s,
-        %(global_position)s)
-ON CONFLICT (reservation_id) DO UPDATE
-SET restaurant_id = coalesce(r.restaurant_id, excluded.restaurant_id),
     recommendation_status = CASE WHEN excluded.recommendation_version > r.recommendation_version
                                  THEN excluded.recommendation_status
                                  ELSE r.recommendation_status END,
     recommendation_version = greatest(r.recommendation_version, excluded.recommendation_version),
+    rating_score = CASE WHEN excluded.rated_at IS NOT NULL
+                        THEN excluded.rating_score ELSE r.rating_score END,
+    rating_comment = CASE WHEN excluded.rated_at IS NOT NULL
+                          THEN excluded.rating_comment ELSE r.rating_comment END,
+    rated_at = coalesce(excluded.rated_at, r.rated_at),
     updated_at = greatest(r.updated_at, excluded.updated_at),
     last_global_position = greatest(r.last_global_position, excluded.last_global_position)
 
@@ -163,12 +139,13 @@ CREATE TABLE {table} (
 CREATE INDEX ON {table} (reservation_id, global_position);
 
 -- name: insert_timeline_entries
--- A whole batch in one statement, one array per column. The log position is the key: applying
--- a message twice leaves one entry (and a batch never holds one position twice).
+-- A whole batch in one statement, one JSON object per entry. The log position is the key:
+-- applying a message twice leaves one entry (and a batch never holds one position twice).
 INSERT INTO {table} (global_position, reservation_id, event_id, kind, type, stream, version,
                      summary, correlation_id, occurred_at)
 SELECT *
-FROM unnest(%(global_position)s::bigint[], %(reservation_id)s::uuid[], %(event_id)s::uuid[],
-            %(kind)s::text[], %(type)s::text[], %(stream)s::text[], %(version)s::integer[],
-            %(summary)s::text[], %(correlation_id)s::uuid[], %(occurred_at)s::timestamptz[])
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+     AS (global_position bigint, reservation_id uuid, event_id uuid, kind text, type text,
+         stream text, version integer, summary text, correlation_id uuid,
+         occurred_at timestamptz)
 ON CONFLICT (global_position) DO NOTHING
