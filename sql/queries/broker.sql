@@ -6,8 +6,12 @@
 SELECT pgmq.create(%(queue)s::text)
 
 -- name: create_group_index
--- Ordered queues read group heads through this index (see 0005_fifo_reads.up.sql).
+-- Ordered queues read group heads through this index (see 0005_fifo_reads.up.sql). Only when
+-- it is missing: CREATE INDEX IF NOT EXISTS takes its SHARE lock before it checks the name
+-- (see outbox.ensure_queue).
 SELECT outbox.pgmq_ensure_group_index(%(queue)s::text)
+WHERE to_regclass(format('pgmq.%%I', pgmq.format_table_name(%(queue)s::text, 'q') || '_group_idx'))
+      IS NULL
 
 -- name: notify
 -- A wake-up hint only; consumers also poll. Sent in the sender's transaction, so it arrives

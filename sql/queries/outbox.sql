@@ -64,7 +64,12 @@ FROM outbox.event WHERE stream = %(stream)s ORDER BY version
 SELECT pg_notify(channel, '') FROM unnest(%(channels)s::text[]) AS channel
 
 -- name: ensure_queue
+-- Only a missing queue: pgmq.create on an existing one still runs CREATE INDEX IF NOT EXISTS,
+-- which takes a SHARE lock on the queue's table, so a worker starting beside busy ones would
+-- wait for every open transaction that writes the queue, block the writers behind it, and
+-- could deadlock with a relay inserting into several queues.
 SELECT pgmq.create(%(queue)s::text)
+WHERE NOT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = %(queue)s::text)
 
 -- name: append_each
 -- Several messages, one row per element of a JSON array, in its order; each row carries its own

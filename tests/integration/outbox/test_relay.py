@@ -243,3 +243,25 @@ class TestAtomicity:
             assert conn.execute(
                 "SELECT count(*) FROM outbox.event WHERE global_position IS NULL"
             ).fetchone() == (1,)
+
+
+class TestSyncingRoutesUnderLoad:
+    def test_a_worker_starting_beside_a_busy_queue_does_not_wait_for_its_writers(
+        self, database_url: str
+    ) -> None:
+        """A second worker syncs the routes while the first relays and consumes: with the
+        queues already there, the sync takes no lock that waits for (or blocks) their
+        writers. Before, pgmq.create and CREATE INDEX IF NOT EXISTS took a SHARE lock on
+        each queue table, and could deadlock with the relay's inserts into several queues."""
+        _subscribe(database_url, ORDERS, AUDIT)
+        with psycopg.connect(database_url) as writer:
+            # An open transaction holding what the relay's insert holds on both queues.
+            for queue in ("orders_policy", "audit_trail"):
+                writer.execute(
+                    f"INSERT INTO pgmq.q_{queue} (vt, message) VALUES (now(), '{{}}'::jsonb)"
+                )
+            with psycopg.connect(database_url) as starting:
+                starting.execute("SET lock_timeout = '2s'")
+                sync_routes(starting, [ORDERS, AUDIT])
+                starting.commit()
+            writer.rollback()
