@@ -2,8 +2,9 @@
 CONFIRMED reservation at a steady 100 requests/s, and how many confirmations per second the
 system sustains when it is pushed.
 
-Phase "steady": a paced client (asyncio + httpx, keep-alive) sends POST /dining/reservations
-at a fixed rate for ``--seconds``, recording when each request started (wall clock). Latency
+Phase "steady": a paced client (``tests.bench.paced_client``: threads with a keep-alive
+connection each) sends POST /dining/reservations at a fixed rate for ``--seconds``; a
+request's start is when it was due (wall clock), however late the client sent it. Latency
 to CONFIRMED is read from the database afterwards, so nothing polls while the load runs: the
 ``occurred_at`` of the reservation's ``ReservationConfirmed`` event (``clock_timestamp()`` at
 its insert, in the transaction that confirms it, on the same host clock) minus the request's
@@ -22,13 +23,10 @@ Each phase gets a fresh database and system (payment sandbox, API, workers).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import psycopg
 
 from haengbok.bootstrap import record_routes
@@ -45,6 +43,7 @@ from tests.bench.dining_system import (
     tokens,
     wait_settled,
 )
+from tests.bench.paced_client import flat_out, paced
 
 REQUESTED_SQL = """
 SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
@@ -70,83 +69,6 @@ SELECT type, next_type, count(*),
 FROM chain WHERE next_type IS NOT NULL
 GROUP BY type, next_type HAVING count(*) >= 10 ORDER BY min(occurred_at)
 """
-RETRY_PAUSE_SECONDS = 0.25
-MAX_ATTEMPTS = 400  # bounds a push client's retries of one request (about 100 s of 503s)
-
-
-@dataclass
-class Sent:
-    started: dict[str, float] = field(default_factory=dict)  # reservation id -> wall clock
-    answered_ms: list[float] = field(default_factory=list)  # response times of the 202s
-    codes: dict[int, int] = field(default_factory=dict)
-    errors: int = 0
-    error_kinds: dict[str, int] = field(default_factory=dict)
-    shed: int = 0
-
-    def count(self, code: int) -> None:
-        self.codes[code] = self.codes.get(code, 0) + 1
-
-
-async def _post(client: httpx.AsyncClient, body: bytes, sent: Sent, *, retry_shed: bool) -> None:
-    for _ in range(MAX_ATTEMPTS):
-        started = time.time()
-        try:
-            reply = await client.post(RESERVATIONS_PATH, content=body)
-        except httpx.HTTPError as exc:
-            sent.errors += 1
-            sent.error_kinds[repr(exc)[:200]] = sent.error_kinds.get(repr(exc)[:200], 0) + 1
-            return
-        sent.count(reply.status_code)
-        if reply.status_code == 202:
-            sent.started[reply.json()["reservation_id"]] = started
-            sent.answered_ms.append((time.time() - started) * 1000)
-            return
-        if reply.status_code == 503 and retry_shed:
-            sent.shed += 1
-            await asyncio.sleep(RETRY_PAUSE_SECONDS)
-            continue
-        return
-
-
-def _client(api_url: str, token: str, connections: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=api_url,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        timeout=60.0,
-    )
-
-
-async def steady(api_url: str, token: str, bodies: list[bytes], rate: float) -> tuple[Sent, float]:
-    """One request every 1/rate seconds (each in its own task: a slow answer never delays
-    the next send). Returns what was sent and the achieved send rate."""
-    sent = Sent()
-    loop = asyncio.get_running_loop()
-    async with _client(api_url, token, 200) as client:
-        tasks = []
-        start = loop.time()
-        for i, body in enumerate(bodies):
-            pause = start + i / rate - loop.time()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            tasks.append(asyncio.create_task(_post(client, body, sent, retry_shed=False)))
-        achieved = len(bodies) / max(loop.time() - start, 1e-9)
-        await asyncio.gather(*tasks)
-    return sent, achieved
-
-
-async def push(api_url: str, token: str, bodies: list[bytes], concurrency: int) -> Sent:
-    """All of ``bodies`` as fast as ``concurrency`` clients can send them."""
-    sent = Sent()
-    pending = iter(bodies)
-    async with _client(api_url, token, concurrency) as client:
-
-        async def one_client() -> None:
-            for body in pending:
-                await _post(client, body, sent, retry_shed=True)
-
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-    return sent
 
 
 def confirmations(url: str, sql: str = CONFIRMED_SQL) -> dict[str, float]:
@@ -177,7 +99,7 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         system, customer, bodies = start_system(args, procs, url)
         n = int(args.rate * args.seconds)
         print(f"steady: {args.rate:.0f} requests/s for {args.seconds:.0f}s ...", flush=True)
-        sent, achieved = asyncio.run(steady(system.api_url, customer, bodies[:n], args.rate))
+        sent, achieved = paced(system.api_url, customer, RESERVATIONS_PATH, bodies[:n], args.rate)
         ended = time.monotonic()
         terminal_s, _drained_s, state = wait_settled(
             url, deadline_seconds=args.settle_deadline, started=ended
@@ -190,6 +112,7 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         lat = sorted((confirmed_at[r] - t) * 1000 for r, t in ordered if r in confirmed_at)
         to_log = sorted((requested_at[r] - t) * 1000 for r, t in ordered if r in requested_at)
         answered = sorted(sent.answered_ms)
+        late = sorted(sent.late_ms)
         result: dict[str, Any] = {
             "rate_per_s": args.rate, "seconds": args.seconds, "achieved_send_rate": achieved,
             "codes": sent.codes, "client_errors": sent.errors,
@@ -204,12 +127,15 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                 request_to_log_p50_ms=percentile(to_log, 50),
                 request_to_log_p99_ms=percentile(to_log, 99),
                 response_p50_ms=percentile(answered, 50), response_p99_ms=percentile(answered, 99),
+                client_late_p50_ms=percentile(late, 50), client_late_p99_ms=percentile(late, 99),
             )  # fmt: skip
             print(
                 f"  request sent -> ReservationRequested in the log: p50 "
                 f"{result['request_to_log_p50_ms']:.0f} ms, p99 "
                 f"{result['request_to_log_p99_ms']:.0f} ms; 202 answered after p50 "
-                f"{result['response_p50_ms']:.0f} ms, p99 {result['response_p99_ms']:.0f} ms",
+                f"{result['response_p50_ms']:.0f} ms, p99 {result['response_p99_ms']:.0f} ms "
+                f"(the client sent p50 {result['client_late_p50_ms']:.1f} ms, p99 "
+                f"{result['client_late_p99_ms']:.1f} ms after the request was due)",
                 flush=True,
             )
         print("  median per step (ms): appended -> relayed | relayed -> next row appended")
@@ -259,9 +185,10 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
         print(f"push ({mode}): {args.backlog} reservations as fast as possible ...", flush=True)
         t0 = time.time()
         m0 = time.monotonic()
-        sent = asyncio.run(
-            push(system.api_url, customer, bodies[: args.backlog], args.push_concurrency)
-        )
+        sent = flat_out(
+            system.api_url, customer, RESERVATIONS_PATH, bodies[: args.backlog],
+            args.push_concurrency,
+        )  # fmt: skip
         submit_s = time.monotonic() - m0
         meter = CpuMeter()
         if prefilled:
