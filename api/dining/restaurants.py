@@ -11,8 +11,7 @@ import psycopg
 import structlog
 
 from api.dining.rows import booking_from_row
-from api.dining.storage import constraint_errors, emit, one, record
-from domain.dining.errors import NoSeatsLeft
+from api.dining.storage import emit, one, record
 from domain.dining.messages import AcceptReservation, ReleaseReservation
 from domain.dining.restaurant import Booking, BookingStatus, Restaurant, refuse
 from outbox.consumers import HandlerContext
@@ -54,9 +53,6 @@ async def register_restaurant(
 
 def accept_reservation(ctx: HandlerContext, command: AcceptReservation) -> None:
     """Seat the party if the slot still has room, else refuse; an accepted one stays so."""
-    conn = ctx.conn
-    if one(conn, "dining.lock_booking", reservation_id=command.reservation_id) is not None:
-        return  # already seated by an earlier command for this reservation
     booking = Booking(
         command.reservation_id,
         command.restaurant_id,
@@ -64,27 +60,27 @@ def accept_reservation(ctx: HandlerContext, command: AcceptReservation) -> None:
         command.slot,
         command.party_size,
     )
-    params = {
-        "reservation_id": booking.reservation_id,
-        "restaurant_id": booking.restaurant_id,
-        "date": booking.date,
-        "slot": booking.slot,
-        "party_size": booking.party_size,
-    }
-    full = f"no seats left for {booking.party_size} at {booking.slot} on {booking.date}"
-    try:
-        # A savepoint: a full slot undoes only the seat count, the refusal still commits.
-        with constraint_errors({"slot_booking_capacity": full}), conn.transaction():
-            taken = one(conn, "dining.take_seats", **params)
-    except NoSeatsLeft as exc:
-        emit(ctx, refuse(booking.reservation_id, booking.restaurant_id, str(exc)))
-        return
-    if taken is None:
+    outcome = one(
+        ctx.conn,
+        "dining.accept_booking",
+        reservation_id=booking.reservation_id,
+        restaurant_id=booking.restaurant_id,
+        date=booking.date,
+        slot=booking.slot,
+        party_size=booking.party_size,
+    )
+    assert outcome is not None  # the statement always returns its one outcome row
+    if outcome["already"]:
+        return  # already seated by an earlier command for this reservation
+    if not outcome["offered"]:
         reason = f"the restaurant does not offer the {booking.slot} slot"
         emit(ctx, refuse(booking.reservation_id, booking.restaurant_id, reason))
         return
-    conn.execute(query("dining.insert_booking"), params)
-    log.info("seats_taken", seats_taken=taken["seats_taken"], capacity=taken["capacity"])
+    if outcome["seats_taken"] is None:
+        full = f"no seats left for {booking.party_size} at {booking.slot} on {booking.date}"
+        emit(ctx, refuse(booking.reservation_id, booking.restaurant_id, full))
+        return
+    log.info("seats_taken", seats_taken=outcome["seats_taken"], capacity=outcome["capacity"])
     emit(ctx, booking.accepted())
 
 

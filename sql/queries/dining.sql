@@ -19,22 +19,42 @@ WHERE (%(cuisine)s::text IS NULL OR cuisine = %(cuisine)s)
 ORDER BY name, restaurant_id
 LIMIT %(limit)s OFFSET %(offset)s
 
--- name: take_seats
--- The first booking of a slot creates its row with the restaurant's capacity; later ones add
--- to it. Either way slot_booking_capacity refuses more seats than the slot has, and a
--- concurrent booking of the same slot waits for this one's row lock first. No row comes back
--- when the restaurant does not exist or does not offer the slot.
-INSERT INTO restaurant.slot_booking AS s (restaurant_id, date, slot, capacity, seats_taken)
-SELECT r.restaurant_id, %(date)s, %(slot)s, r.capacity_per_slot, %(party_size)s
-FROM restaurant.restaurant r
-WHERE r.restaurant_id = %(restaurant_id)s AND %(slot)s::text = ANY (r.slots)
-ON CONFLICT (restaurant_id, date, slot)
-DO UPDATE SET seats_taken = s.seats_taken + excluded.seats_taken
-RETURNING s.seats_taken, s.capacity
-
--- name: insert_booking
-INSERT INTO restaurant.booking (reservation_id, restaurant_id, date, slot, party_size)
-VALUES (%(reservation_id)s, %(restaurant_id)s, %(date)s, %(slot)s, %(party_size)s)
+-- name: accept_booking
+-- AcceptReservation in one statement. A reservation already booked (an earlier delivery of
+-- the command) takes nothing again. Otherwise the first booking of a slot creates its row
+-- with the restaurant's capacity and later ones add to it, but only while the party still
+-- fits: a full slot updates nothing and raises nothing, so the refusal commits in the same
+-- transaction without a savepoint. ON CONFLICT locks the slot's row even when its WHERE
+-- declines the update, so concurrent bookings of the last seats queue on it and see each
+-- other's counts; slot_booking_capacity still refuses any count above the capacity. The
+-- booking row is written only when seats were taken. Outcome columns: already, offered (the
+-- restaurant exists and offers the slot), seats_taken and capacity (NULL when nothing was
+-- taken).
+WITH existing AS (
+    SELECT 1 FROM restaurant.booking WHERE reservation_id = %(reservation_id)s FOR UPDATE
+), offered AS (
+    SELECT r.restaurant_id, r.capacity_per_slot
+    FROM restaurant.restaurant r
+    WHERE r.restaurant_id = %(restaurant_id)s AND %(slot)s::text = ANY (r.slots)
+), taken AS (
+    INSERT INTO restaurant.slot_booking AS s (restaurant_id, date, slot, capacity, seats_taken)
+    SELECT o.restaurant_id, %(date)s, %(slot)s, o.capacity_per_slot, %(party_size)s
+    FROM offered o
+    WHERE NOT EXISTS (SELECT 1 FROM existing) AND %(party_size)s <= o.capacity_per_slot
+    ON CONFLICT (restaurant_id, date, slot)
+    DO UPDATE SET seats_taken = s.seats_taken + excluded.seats_taken
+    WHERE s.seats_taken + excluded.seats_taken <= s.capacity
+    RETURNING s.seats_taken, s.capacity
+), booked AS (
+    INSERT INTO restaurant.booking (reservation_id, restaurant_id, date, slot, party_size)
+    SELECT %(reservation_id)s, %(restaurant_id)s, %(date)s, %(slot)s, %(party_size)s
+    FROM taken
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM existing) AS already,
+       EXISTS (SELECT 1 FROM offered) AS offered,
+       (SELECT seats_taken FROM taken) AS seats_taken,
+       (SELECT capacity FROM taken) AS capacity
 
 -- name: lock_booking
 SELECT reservation_id, restaurant_id, date, slot, party_size, status
