@@ -122,10 +122,21 @@ class SagaRunner:
         )
 
     def prepare_batch(self, conn: psycopg.Connection[Any], scope: BatchScope) -> None:
-        """Load and lock a batch's instances in one statement; they are saved in one statement
-        before the commit, with every change the batch's messages made to them."""
+        """Create the instances the batch's start messages need, then load and lock all of
+        the batch's instances, one statement each; they are saved in one statement before the
+        commit, with every change the batch's messages made to them."""
         keys = {self.instance_key(env) for env in scope.envelopes}
         ids = sorted(uuid.UUID(k) for k in keys if k)
+        starts = {
+            uuid.UUID(key): env.correlation_id
+            for env in scope.envelopes
+            if env.type in self.definition.starts_with and (key := self.instance_key(env))
+        }
+        if starts:
+            conn.execute(query("saga.insert_many"), {
+                "saga_type": self.definition.saga_type, "saga_ids": list(starts),
+                "correlation_ids": list(starts.values()),
+            })  # fmt: skip
         with conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(query("saga.lock_many"), {"saga_ids": ids}).fetchall()
         loaded = _Loaded({row["saga_id"]: _instance(row) for row in rows})
@@ -157,15 +168,13 @@ class SagaRunner:
                                                     "saga_type": self.definition.saga_type})  # fmt: skip
             inst = self._load(ctx, saga_id)
             assert inst is not None
-            if inst.version == 0:
-                self._apply(
-                    ctx,
-                    inst,
-                    self._decide(
-                        inst, lambda: self.definition.start(saga_id, env.type, env.payload)
-                    ),
-                )
-                return
+        if inst.version == 0 and env.type in self.definition.starts_with:
+            # Created for this message (here, or by the batch's insert_many) and not started.
+            start = self.definition.start
+            self._apply(
+                ctx, inst, self._decide(inst, lambda: start(saga_id, env.type, env.payload))
+            )
+            return
         if inst.status == "PARKED":
             log.warning(
                 "saga %s is parked (%s); %s not applied", saga_id, inst.parked_reason, env.type

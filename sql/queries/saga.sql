@@ -10,6 +10,17 @@ INSERT INTO saga.instance (saga_id, saga_type, status, step, state, completed_st
 VALUES (%(saga_id)s, %(saga_type)s, 'RUNNING', 'started', '{}', '[]', 0, %(correlation_id)s)
 ON CONFLICT (saga_id) DO NOTHING
 
+-- name: insert_many
+-- A batch's start messages' instances, created before the batch locks its instances (in
+-- saga_id order, as lock_many takes them). ON CONFLICT: one already there (a redelivered
+-- start, or a racing batch) is left as it is, and handled as the existing instance it is.
+INSERT INTO saga.instance (saga_id, saga_type, status, step, state, completed_steps, version,
+                           correlation_id)
+SELECT s.saga_id, %(saga_type)s, 'RUNNING', 'started', '{}', '[]', 0, s.correlation_id
+FROM unnest(%(saga_ids)s::uuid[], %(correlation_ids)s::uuid[]) AS s(saga_id, correlation_id)
+ORDER BY s.saga_id
+ON CONFLICT (saga_id) DO NOTHING
+
 -- name: save
 UPDATE saga.instance
 SET status = %(status)s, step = %(step)s, state = %(state)s, completed_steps = %(completed_steps)s,

@@ -107,6 +107,31 @@ def test_one_batch_starts_advances_and_saves_every_instance_it_touches(
     ])  # fmt: skip
 
 
+def test_a_start_delivered_again_in_a_batch_starts_its_saga_once(
+    database_url: str, pool: ConnectionPool[Any], broker: PgmqBroker, saga: Subscriber
+) -> None:
+    """The batch creates its starts' instances up front (one statement); a start whose
+    instance exists already, or that the batch holds twice, is not started again."""
+    earlier, doubled, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    send(broker, saga, OrderPlaced(earlier, 10), OrderPlaced(other, 30))
+    run_batch(pool, broker, saga, 2)
+    send(broker, saga, OrderPlaced(earlier, 10), OrderPlaced(doubled, 20), OrderPlaced(doubled, 20))
+    run_batch(pool, broker, saga, 3)
+
+    rows = instances(database_url)
+    assert {k: (r["step"], r["version"]) for k, r in rows.items()} == {
+        earlier: ("reserving_stock", 1),
+        doubled: ("reserving_stock", 1),
+        other: ("reserving_stock", 1),
+    }
+    with psycopg.connect(database_url) as conn:
+        reserve = conn.execute(
+            "SELECT payload ->> 'order_id', count(*) FROM outbox.event WHERE type = %s GROUP BY 1",
+            [ReserveStock.TYPE],
+        ).fetchall()
+    assert sorted(reserve) == sorted([(str(earlier), 1), (str(doubled), 1), (str(other), 1)])
+
+
 def test_saving_a_batch_finds_its_instances_by_key_not_by_scanning_them_all(
     database_url: str,
 ) -> None:
