@@ -20,14 +20,21 @@ from sql import query
 def register_entry(ctx: HandlerContext, command: RegisterRecommendationEntry) -> None:
     """Register the entry, or reject it while the restaurant is suspended."""
     conn = ctx.conn
-    if one(conn, "dining.lock_entry", reservation_id=command.reservation_id) is not None:
+    found = one(
+        conn,
+        "dining.entry_registration",
+        reservation_id=command.reservation_id,
+        restaurant_id=command.restaurant_id,
+    )
+    assert found is not None  # the statement always returns one row
+    if found["registered"]:
         return  # registered (or registered and deleted) by an earlier command
-    suspended = one(conn, "dining.suspension", restaurant_id=command.restaurant_id)
+    suspension = found["suspension"]
     entry, event = RecommendationEntry.register(
         command.reservation_id,
         command.restaurant_id,
         command.customer,
-        None if suspended is None else str(suspended["reason"]),
+        None if suspension is None else str(suspension),
     )
     if entry is not None:
         conn.execute(

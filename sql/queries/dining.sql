@@ -95,6 +95,29 @@ SELECT r.reservation_id, r.customer, r.restaurant_id, r.restaurant_name, r.date,
            AS rated
 FROM reservation.reservation r WHERE r.reservation_id = %(reservation_id)s FOR UPDATE
 
+-- name: lock_and_move_reservation
+-- A saga command in one round trip: lock_reservation's row as it was, and the status change
+-- the command would make (to, with the reason if one is given) already written when the old
+-- status is one it may leave from. The domain still decides (reservations.handle_saga_command):
+-- it checks the change against the old row and writes its own result if this one differs.
+WITH old AS (
+    SELECT r.reservation_id, r.customer, r.restaurant_id, r.restaurant_name, r.date, r.slot,
+           r.party_size, r.deposit_amount, r.status, r.status_reason,
+           EXISTS (SELECT 1 FROM reservation.rating g WHERE g.reservation_id = r.reservation_id)
+               AS rated
+    FROM reservation.reservation r WHERE r.reservation_id = %(reservation_id)s FOR UPDATE
+), moved AS (
+    UPDATE reservation.reservation r
+    SET status = %(to)s, status_reason = coalesce(%(reason)s::text, old.status_reason),
+        updated_at = now()
+    FROM old
+    WHERE r.reservation_id = old.reservation_id AND old.status = ANY(%(allowed)s::text[])
+    RETURNING r.status, r.status_reason
+)
+SELECT old.*, moved.status AS moved_status, moved.status_reason AS moved_reason,
+       moved.status IS NOT NULL AS moved
+FROM old LEFT JOIN moved ON true
+
 -- name: save_reservation_status
 UPDATE reservation.reservation
 SET status = %(status)s, status_reason = %(status_reason)s, updated_at = now()
@@ -128,8 +151,13 @@ WHERE reservation_id = %(reservation_id)s
 
 -- recommendation -----------------------------------------------------------------------------
 
--- name: suspension
-SELECT reason FROM recommendation.suspension WHERE restaurant_id = %(restaurant_id)s
+-- name: entry_registration
+-- What registering an entry depends on, in one round trip: whether the reservation's entry
+-- exists (locked, as lock_entry locks it) and why its restaurant is suspended, if it is.
+SELECT EXISTS (SELECT 1 FROM recommendation.entry
+               WHERE reservation_id = %(reservation_id)s FOR UPDATE) AS registered,
+       (SELECT reason FROM recommendation.suspension
+        WHERE restaurant_id = %(restaurant_id)s) AS suspension
 
 -- name: suspend_restaurant
 INSERT INTO recommendation.suspension (restaurant_id, reason)
