@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -27,7 +28,14 @@ from api.dining.storage import (
 )
 from domain.dining.errors import ReservationNotFound, ReservationNotPossible
 from domain.dining.messages import ConfirmReservation, RecordDepositPaid, RejectReservation
-from domain.dining.reservation import Reservation, VisitOutcome
+from domain.dining.reservation import (
+    CONFIRMABLE,
+    DEPOSIT_PAYABLE,
+    REJECTABLE,
+    Reservation,
+    ReservationStatus,
+    VisitOutcome,
+)
 from domain.messages import Event
 from outbox.consumers import HandlerContext
 from outbox.envelope import Appended, Envelope, MessageContext
@@ -153,11 +161,31 @@ async def rate_reservation(
 
 # -- the saga's commands ---------------------------------------------------------------------
 
-_SAGA_COMMANDS: dict[str, Callable[[Reservation, Mapping[str, Any]], Event]] = {
-    RecordDepositPaid.TYPE: lambda r, _: r.record_deposit_paid(),
-    ConfirmReservation.TYPE: lambda r, _: r.confirm(),
-    RejectReservation.TYPE: lambda r, payload: r.reject(
-        RejectReservation.from_payload(payload).reason
+
+@dataclass(frozen=True)
+class _SagaCommand:
+    """How a saga command changes a reservation: the domain's transition, and what it is
+    expected to write (the statuses it leaves from, where it goes, the reason it records),
+    which lets one statement lock the row and make the change at once."""
+
+    change: Callable[[Reservation, Mapping[str, Any]], Event]
+    allowed: frozenset[ReservationStatus]
+    to: ReservationStatus
+    reason: Callable[[Mapping[str, Any]], str | None] = lambda _: None
+
+
+_SAGA_COMMANDS: dict[str, _SagaCommand] = {
+    RecordDepositPaid.TYPE: _SagaCommand(
+        lambda r, _: r.record_deposit_paid(), DEPOSIT_PAYABLE, ReservationStatus.DEPOSIT_PAID
+    ),
+    ConfirmReservation.TYPE: _SagaCommand(
+        lambda r, _: r.confirm(), CONFIRMABLE, ReservationStatus.CONFIRMED
+    ),
+    RejectReservation.TYPE: _SagaCommand(
+        lambda r, payload: r.reject(RejectReservation.from_payload(payload).reason),
+        REJECTABLE,
+        ReservationStatus.REJECTED,
+        lambda payload: RejectReservation.from_payload(payload).reason,
     ),
 }
 
@@ -165,17 +193,31 @@ _SAGA_COMMANDS: dict[str, Callable[[Reservation, Mapping[str, Any]], Event]] = {
 def handle_saga_command(ctx: HandlerContext, env: Envelope) -> None:
     """The reservation context's subscriber: RecordDepositPaid, ConfirmReservation and
     RejectReservation. A command that arrives after the customer cancelled changes nothing: the
-    saga learns of the cancel from ReservationCancelled and undoes its own steps."""
-    change = _SAGA_COMMANDS.get(env.type)
-    if change is None:
+    saga learns of the cancel from ReservationCancelled and undoes its own steps.
+
+    One statement locks the row and writes the change the command is expected to make; the
+    domain then runs the transition on the row as it was (and raises if it is not allowed,
+    which rolls the write back), and its result is written again only if it differs."""
+    command = _SAGA_COMMANDS.get(env.type)
+    if command is None:
         return
-    row = one(ctx.conn, "dining.lock_reservation", reservation_id=env.payload["reservation_id"])
+    row = one(
+        ctx.conn,
+        "dining.lock_and_move_reservation",
+        reservation_id=env.payload["reservation_id"],
+        allowed=sorted(s.value for s in command.allowed),
+        to=command.to.value,
+        reason=command.reason(env.payload),
+    )
     if row is None:
         raise ReservationNotFound(f"no reservation {env.payload['reservation_id']}")
     reservation = reservation_from_row(row)
     if reservation.is_closed:
         log.info("command_for_closed_reservation", command=env.type, status=reservation.status)
         return
-    event = change(reservation, env.payload)
-    ctx.conn.execute(query("dining.save_reservation_status"), _status(reservation))
+    event = command.change(reservation, env.payload)
+    written = {"status": row["moved_status"], "status_reason": row["moved_reason"]}
+    expected = _status(reservation)
+    if not row["moved"] or written != {k: expected[k] for k in written}:
+        ctx.conn.execute(query("dining.save_reservation_status"), expected)
     emit(ctx, event)

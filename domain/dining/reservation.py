@@ -47,6 +47,10 @@ CLOSED = frozenset({S.REJECTED, S.CANCELLED, S.COMPLETED, S.NO_SHOW})
 # What a client waiting on a new reservation waits for: the saga has decided.
 SETTLED = CLOSED | {S.CONFIRMED}
 CANCELLABLE = frozenset({S.PENDING, S.DEPOSIT_PAID, S.CONFIRMED})
+# The statuses the saga's transitions leave from (record_deposit_paid, confirm, reject).
+DEPOSIT_PAYABLE = frozenset({S.PENDING})
+CONFIRMABLE = frozenset({S.DEPOSIT_PAID})
+REJECTABLE = frozenset({S.PENDING, S.DEPOSIT_PAID})
 RATEABLE = frozenset({S.CONFIRMED, S.COMPLETED})
 
 
@@ -117,17 +121,17 @@ class Reservation:
 
     def record_deposit_paid(self) -> ReservationDepositPaid:
         """PENDING → DEPOSIT_PAID: the no-show protection is in place."""
-        self._move({S.PENDING}, S.DEPOSIT_PAID)
+        self._move(DEPOSIT_PAYABLE, S.DEPOSIT_PAID)
         return ReservationDepositPaid(self.reservation_id)
 
     def confirm(self) -> ReservationConfirmed:
         """DEPOSIT_PAID → CONFIRMED: the restaurant holds the seats."""
-        self._move({S.DEPOSIT_PAID}, S.CONFIRMED)
+        self._move(CONFIRMABLE, S.CONFIRMED)
         return ReservationConfirmed(self.reservation_id)
 
     def reject(self, reason: str) -> ReservationRejected:
         """The saga could not complete it (deposit, recommendation or seats refused)."""
-        self._move({S.PENDING, S.DEPOSIT_PAID}, S.REJECTED)
+        self._move(REJECTABLE, S.REJECTED)
         self.status_reason = reason
         return ReservationRejected(self.reservation_id, reason)
 
