@@ -32,6 +32,7 @@ from api.middleware import CorrelationMiddleware, echo_request_ids
 from api.openapi import OPENAPI_PATH, openapi_config
 from api.problems import ProblemRegistry, default_problems
 from haengbok.settings import Settings
+from outbox import wire
 from outbox.envelope import MessageContext
 from outbox.pooling import AsyncIdleCheck
 from outbox.wakeup import AsyncRelayWakeup
@@ -62,6 +63,7 @@ def create_app(
     """
     if not settings.database_url:
         raise ValueError("settings.database_url must be set before building the app")
+    wire.use_fast_json()
     http_metrics = HttpMetrics()
     app = Litestar(
         route_handlers=[HealthController, MetricsController, *controllers],

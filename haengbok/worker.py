@@ -15,6 +15,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from haengbok.settings import Settings
+from outbox import wire
 from outbox.broker import PgmqBroker
 from outbox.consumers import Subscriber, declare_subscribers, routes
 from outbox.logcontext import CorrelationLogging
@@ -40,6 +41,7 @@ class WorkerProcess:
         projectors: Sequence[Projector] = (),
         run_relay: bool = True,
     ) -> None:
+        wire.use_fast_json()
         self.settings = settings
         self.database_url = database_url
         self.subscribers = list(subscribers)

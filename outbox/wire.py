@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
+from psycopg.types.json import set_json_dumps, set_json_loads
+
 GROUP_HEADER = "x-pgmq-group"
 CORRELATION_HEADER = "x-correlation-id"
 MSG_ID_OPTION = "pgmq_msg_id"
@@ -59,3 +62,14 @@ def headers(group: str | None, correlation_id: str | None = None) -> dict[str, s
     if correlation_id is not None:
         out[CORRELATION_HEADER] = correlation_id
     return out
+
+
+def use_fast_json() -> None:
+    """Have psycopg write and read json/jsonb with msgspec (installed with Litestar) instead
+    of the standard library: every message, envelope, saga state and read-model batch goes
+    through it, and the standard library's encoder and decoder were 6-8 % of a worker's
+    Python time in a drain profile. Same JSON either way (UUIDs, dates and datetimes are
+    written as ISO strings, which the standard library would refuse). Process-wide: the API
+    and the worker call it at start."""
+    set_json_dumps(msgspec.json.encode)
+    set_json_loads(msgspec.json.decode)
