@@ -14,7 +14,11 @@ SELECT pg_notify('haengbok_outbox', '')
 
 -- name: try_relay_leadership
 -- Only one relay transaction at a time assigns global positions (see 0001_platform.up.sql).
-SELECT pg_try_advisory_xact_lock(7424651002)
+-- The same round trip turns bitmap scans off for the rest of the relay's transaction: the
+-- claim must walk event_unrelayed_idx with a plain index scan, which marks the entries of
+-- rows relayed long enough ago as dead so later scans skip them; a bitmap scan never does,
+-- and each claim re-read every row relayed since the last vacuum.
+SELECT pg_try_advisory_xact_lock(7424651002), set_config('enable_bitmapscan', 'off', true)
 
 -- name: claim_batch
 -- Runs only under the relay leadership lock. global_position continues from the current

@@ -30,7 +30,7 @@ def relay_positions(url: str, limit: int = 10_000) -> int:
     """Assign global positions exactly as the relay does, then wake the projection runners."""
     with psycopg.connect(url) as conn, conn.transaction():
         leader = conn.execute(query("outbox.try_relay_leadership")).fetchone()
-        assert leader == (True,), "no relay runs in tests, so this must lead"
+        assert leader is not None and leader[0] is True, "no relay runs in tests, so this must lead"
         claimed = len(conn.execute(query("outbox.claim_batch"), {"limit": limit}).fetchall())
         conn.execute(query("projection.wakeup"))
     return claimed
