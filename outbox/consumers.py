@@ -70,8 +70,13 @@ class BatchScope:
     for the batch (``state``, keyed by the subscriber's own object), written back by the
     callbacks it registers with ``before_commit``."""
 
-    def __init__(self, envelopes: list[Envelope]) -> None:
+    def __init__(
+        self, envelopes: list[Envelope], idempotency_keys: list[str] | None = None
+    ) -> None:
         self.envelopes = envelopes
+        #: Each envelope's ``HandlerContext.idempotency_key``, in the same order (for work a
+        #: subscriber does for the whole batch before its handlers run).
+        self.idempotency_keys = idempotency_keys or []
         self.outbox: list[tuple[NewMessage, MessageContext]] = []
         self.state: dict[object, Any] = {}
         self._before_commit: list[Callable[[psycopg.Connection[Any]], None]] = []
@@ -245,7 +250,9 @@ def deliver_batch(
                         with bound_message(part):
                             log.info("delivery superseded by another one that committed first")
                 runs = [(part, envelope) for part, envelope in runs if part.msg_id in live]
-                scope = BatchScope([envelope for _, envelope in runs])
+                scope = BatchScope(
+                    [envelope for _, envelope in runs], [str(part.message_id) for part, _ in runs]
+                )
                 if subscriber.prepare_batch is not None:
                     subscriber.prepare_batch(conn, scope)
                 for part, envelope in runs:

@@ -11,9 +11,12 @@ any refund or forfeit, so one refund happens however many RefundDeposit commands
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
+import psycopg
 import structlog
 
 from api.dining.rows import deposit_from_row
@@ -26,8 +29,8 @@ from domain.dining.messages import (
     RefundDeposit,
     TakeDeposit,
 )
-from domain.payments import PaymentProvider
-from outbox.consumers import Handler, HandlerContext
+from domain.payments import ChargeResult, PaymentProvider
+from outbox.consumers import BatchScope, Handler, HandlerContext
 from outbox.envelope import Envelope
 from sql import query
 
@@ -39,13 +42,77 @@ class RefundDeclined(Exception):
     message is parked with this reason rather than retried)."""
 
 
-def take_deposit(ctx: HandlerContext, command: TakeDeposit, provider: PaymentProvider) -> None:
-    """Charge the deposit and record the provider's answer: PAID or FAILED."""
-    if one(ctx.conn, "dining.lock_deposit", reservation_id=command.reservation_id) is not None:
-        return  # answered by an earlier command for this reservation
-    result = provider.charge(
-        ctx.idempotency_key, command.amount, f"reservation-{command.reservation_id}"
-    )
+class ChargesAhead:
+    """The charges a batch of deposit commands needs, made before its handlers run and all at
+    once (a thread per charge, up to ``max_concurrent``), so a batch waits for its slowest
+    charge rather than for the sum of them.
+
+    ``prepare`` locks the deposits of the batch's TakeDeposit messages in one statement and
+    charges those not answered yet, each with its own message's idempotency key, as the
+    handler would; ``take_deposit`` then uses the answer. A charge that raises (provider down,
+    breaker open, a protocol error) fails the whole batch after every charge has returned:
+    its messages are then delivered alone, and each charge asked again with the same key
+    gets the same answer from the provider, not a second charge.
+    """
+
+    def __init__(self, provider: PaymentProvider, max_concurrent: int) -> None:
+        self._provider = provider
+        self._max_concurrent = max(1, max_concurrent)
+        self._threads: ThreadPoolExecutor | None = None
+        self._threads_lock = threading.Lock()
+
+    def prepare(self, conn: psycopg.Connection[Any], scope: BatchScope) -> None:
+        takes = [
+            (key, TakeDeposit.from_payload(env.payload))
+            for env, key in zip(scope.envelopes, scope.idempotency_keys, strict=True)
+            if env.type == TakeDeposit.TYPE
+        ]
+        if not takes:
+            return
+        ids = sorted({command.reservation_id for _, command in takes})
+        locked = conn.execute(query("dining.lock_deposits"), {"reservation_ids": ids})
+        answered = {row[0] for row in locked.fetchall()}
+        due: list[tuple[str, TakeDeposit]] = []
+        for key, command in takes:  # one charge per reservation: a second command finds
+            if command.reservation_id not in answered:  # the first one's row (take_deposit)
+                answered.add(command.reservation_id)
+                due.append((key, command))
+        futures = [(key, self._pool().submit(self._charge, key, command)) for key, command in due]
+        wait([future for _, future in futures])  # none left running if one of them failed
+        charges = {key: future.result() for key, future in futures}  # raises the first error
+        scope.state[self] = charges
+
+    def _charge(self, key: str, command: TakeDeposit) -> ChargeResult:
+        return self._provider.charge(key, command.amount, f"reservation-{command.reservation_id}")
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._threads_lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(
+                    self._max_concurrent, thread_name_prefix="deposit-charge"
+                )
+            return self._threads
+
+
+def take_deposit(
+    ctx: HandlerContext,
+    command: TakeDeposit,
+    provider: PaymentProvider,
+    ahead: ChargesAhead | None = None,
+) -> None:
+    """Charge the deposit and record the provider's answer: PAID or FAILED. In a batch that
+    ``ahead`` prepared, the charge was made already, unless the deposit was answered before
+    (then nothing is charged, and the row it finds says so)."""
+    charged: dict[str, ChargeResult] = {}
+    if ahead is not None and ctx.batch is not None:
+        charged = ctx.batch.state.get(ahead, {})
+    result = charged.get(ctx.idempotency_key)
+    if result is None:
+        if one(ctx.conn, "dining.lock_deposit", reservation_id=command.reservation_id):
+            return  # answered by an earlier command for this reservation
+        result = provider.charge(
+            ctx.idempotency_key, command.amount, f"reservation-{command.reservation_id}"
+        )
     deposit: Deposit
     event: DepositPaid | DepositFailed
     if result.approved:
@@ -98,10 +165,13 @@ def forfeit_deposit(ctx: HandlerContext, command: ForfeitDeposit) -> None:
     emit(ctx, event)
 
 
-def deposit_handler(provider: PaymentProvider) -> Handler:
-    """The deposit context's subscriber: TakeDeposit, RefundDeposit and ForfeitDeposit."""
+def deposit_handler(provider: PaymentProvider, ahead: ChargesAhead | None = None) -> Handler:
+    """The deposit context's subscriber: TakeDeposit, RefundDeposit and ForfeitDeposit. With
+    ``ahead``, a batch's charges are made by its ``prepare`` (see ``ChargesAhead``)."""
     commands: dict[str, Callable[[HandlerContext, Any], None]] = {
-        TakeDeposit.TYPE: lambda ctx, p: take_deposit(ctx, TakeDeposit.from_payload(p), provider),
+        TakeDeposit.TYPE: lambda ctx, p: take_deposit(
+            ctx, TakeDeposit.from_payload(p), provider, ahead
+        ),
         RefundDeposit.TYPE: lambda ctx, p: refund_deposit(
             ctx, RefundDeposit.from_payload(p), provider
         ),

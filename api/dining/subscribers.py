@@ -12,7 +12,7 @@ appended before this was so are delivered there.
 
 from __future__ import annotations
 
-from api.dining.deposits import RefundDeclined, deposit_handler
+from api.dining.deposits import ChargesAhead, RefundDeclined, deposit_handler
 from api.dining.recommendations import handle_entry_command
 from api.dining.reservations import handle_saga_command
 from api.dining.restaurants import booking_lock_key, handle_booking_command
@@ -32,6 +32,7 @@ from domain.dining.messages import (
 from domain.dining.saga import DEFAULT_STEP_DEADLINE_MS, ReservationSaga
 from domain.payments import PaymentProtocolError, PaymentProvider
 from outbox.consumers import Subscriber
+from outbox.envelope import Envelope
 from outbox.sagas import SagaRunner
 
 RESTAURANT = "dining_restaurant"
@@ -41,6 +42,14 @@ RECOMMENDATION = "dining_recommendation"
 SAGA = f"saga_{ReservationSaga.saga_type}"
 #: Messages per transaction for the subscribers that batch (HAENGBOK_CONSUMER_BATCH_SIZE).
 DEFAULT_BATCH_SIZE = 32
+#: A deposit batch's charges run at the same time, one thread each, at most this many (the
+#: payment client keeps as many connections).
+MAX_CONCURRENT_CHARGES = 16
+
+
+def _by_reservation(env: Envelope) -> str:
+    """A deposit batch's lock order: by reservation (the deposit rows' key)."""
+    return str(env.payload.get("reservation_id"))
 
 
 def subscribers(
@@ -53,10 +62,16 @@ def subscribers(
     """Every Dining subscriber; ``payment_provider`` is the real client or a fake.
 
     The saga, the restaurant and the recommendation subscribers run up to ``batch_size``
-    messages per transaction (``outbox.consumers.deliver_batch``); the deposit's calls the
-    payment provider and runs each message alone.
+    messages per transaction (``outbox.consumers.deliver_batch``); the deposit's up to
+    ``MAX_CONCURRENT_CHARGES``, whose charges go to the payment provider together before its
+    handlers run (``api.dining.deposits.ChargesAhead``).
     """
     saga = ReservationSaga(step_deadline_ms=step_deadline_ms, clock=clock)
+    # A deposit batch's charges run at once, one thread each: at most MAX_CONCURRENT_CHARGES,
+    # so a batch takes about one charge's time (within the payment client's timeouts, well
+    # under the actor's time limit) however slow the provider is.
+    deposit_batch = min(batch_size, MAX_CONCURRENT_CHARGES)
+    charges_ahead = ChargesAhead(payment_provider, deposit_batch)
     own_context = {
         t: handle_saga_command
         for t in (RecordDepositPaid.TYPE, ConfirmReservation.TYPE, RejectReservation.TYPE)
@@ -78,10 +93,13 @@ def subscribers(
         Subscriber(
             DEPOSIT,
             frozenset({TakeDeposit.TYPE, RefundDeposit.TYPE, ForfeitDeposit.TYPE}),
-            deposit_handler(payment_provider),
+            deposit_handler(payment_provider, charges_ahead),
             # Retrying cannot fix these: park the message with its reason for an operator.
             # (PaymentUnavailable is transient: retried without using up attempts.)
             actor_options={"throws": (PaymentProtocolError, RefundDeclined)},
+            batch_size=deposit_batch,
+            batch_key=_by_reservation,
+            prepare_batch=charges_ahead.prepare,
         ),
         Subscriber(
             RECOMMENDATION,

@@ -133,6 +133,13 @@ VALUES (%(reservation_id)s, %(score)s, %(comment)s)
 SELECT reservation_id, customer, amount, status, failure_reason, charged_at, updated_at
 FROM deposit.deposit WHERE reservation_id = %(reservation_id)s
 
+-- name: lock_deposits
+-- A batch's deposits that exist already, locked in reservation order (see lock_deposit).
+SELECT reservation_id FROM deposit.deposit
+WHERE reservation_id = ANY(%(reservation_ids)s::uuid[])
+ORDER BY reservation_id
+FOR UPDATE
+
 -- name: lock_deposit
 SELECT reservation_id, customer, amount, status, charge_reference, failure_reason,
        refund_reference
