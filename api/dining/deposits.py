@@ -1,10 +1,11 @@
 """The deposit context's use cases: take, refund and forfeit a reservation's deposit. Writes
 only the ``deposit`` schema; talks to the payment provider through its port.
 
-The provider is called inside the handler's transaction, with ``ctx.idempotency_key`` (the
+The provider is called inside the delivery's transaction, with ``ctx.idempotency_key`` (the
 same for every delivery of one message): a delivery that dies after the provider answered
 rolls back, and its redelivery asks again with the same key and gets the same answer instead
-of a second charge or refund. The deposit's row records what was done; it is locked before
+of a second charge or refund. A batch's charges are made together before its handlers run
+(``ChargesAhead``), each with its own message's key. The deposit's row records what was done; it is locked before
 any refund or forfeit, so one refund happens however many RefundDeposit commands arrive.
 ``PaymentUnavailable`` propagates: the message is retried later with the same key.
 """
@@ -12,6 +13,7 @@ any refund or forfeit, so one refund happens however many RefundDeposit commands
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
@@ -63,27 +65,33 @@ class ChargesAhead:
 
     def prepare(self, conn: psycopg.Connection[Any], scope: BatchScope) -> None:
         takes = [
-            (key, TakeDeposit.from_payload(env.payload))
+            (key, TakeDeposit.from_payload(env.payload), env.correlation_id)
             for env, key in zip(scope.envelopes, scope.idempotency_keys, strict=True)
             if env.type == TakeDeposit.TYPE
         ]
         if not takes:
             return
-        ids = sorted({command.reservation_id for _, command in takes})
+        ids = sorted({command.reservation_id for _, command, _ in takes})
         locked = conn.execute(query("dining.lock_deposits"), {"reservation_ids": ids})
         answered = {row[0] for row in locked.fetchall()}
-        due: list[tuple[str, TakeDeposit]] = []
-        for key, command in takes:  # one charge per reservation: a second command finds
-            if command.reservation_id not in answered:  # the first one's row (take_deposit)
+        due: list[tuple[str, TakeDeposit, uuid.UUID]] = []
+        for key, command, correlation_id in takes:  # one charge per reservation: a second
+            if command.reservation_id not in answered:  # command finds the first one's row
                 answered.add(command.reservation_id)
-                due.append((key, command))
-        futures = [(key, self._pool().submit(self._charge, key, command)) for key, command in due]
+                due.append((key, command, correlation_id))
+        futures = [(job[0], self._pool().submit(self._charge, *job)) for job in due]
         wait([future for _, future in futures])  # none left running if one of them failed
         charges = {key: future.result() for key, future in futures}  # raises the first error
         scope.state[self] = charges
 
-    def _charge(self, key: str, command: TakeDeposit) -> ChargeResult:
-        return self._provider.charge(key, command.amount, f"reservation-{command.reservation_id}")
+    def _charge(self, key: str, command: TakeDeposit, correlation_id: uuid.UUID) -> ChargeResult:
+        # On a pool thread: the log lines of the call (breaker, client) carry its correlation.
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=str(correlation_id), reservation_id=str(command.reservation_id)
+        ):
+            return self._provider.charge(
+                key, command.amount, f"reservation-{command.reservation_id}"
+            )
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._threads_lock:

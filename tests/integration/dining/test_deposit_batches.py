@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import structlog
 
 from api.dining.deposits import ChargesAhead, deposit_handler
 from domain.dining.messages import DepositPaid, TakeDeposit
@@ -31,6 +32,18 @@ class MeetingProvider(FakePaymentProvider):
 
     def charge(self, idempotency_key: str, amount: int, reference: str) -> ChargeResult:
         self._barrier.wait()
+        return super().charge(idempotency_key, amount, reference)
+
+
+class ContextRecordingProvider(FakePaymentProvider):
+    """Records the logging context each charge runs in (key -> structlog contextvars)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: dict[str, dict[str, Any]] = {}
+
+    def charge(self, idempotency_key: str, amount: int, reference: str) -> ChargeResult:
+        self.contexts[idempotency_key] = structlog.contextvars.get_contextvars()
         return super().charge(idempotency_key, amount, reference)
 
 
@@ -128,3 +141,16 @@ class TestChargesAhead:
 
         assert provider.charge_count() == 4  # same keys, same charges: none made twice
         assert _deposits(database_url) == {c.reservation_id: "PAID" for c in commands}
+
+    def test_a_charge_on_a_pool_thread_logs_with_its_reservations_correlation_id(
+        self, database_url: str
+    ) -> None:
+        provider = ContextRecordingProvider()
+        commands, keys = _takes(3)
+
+        _run_batch(database_url, provider, commands, keys)
+
+        # _envelope makes each command's correlation id its reservation id
+        assert {key: ctx["correlation_id"] for key, ctx in provider.contexts.items()} == {
+            key: str(c.reservation_id) for key, c in zip(keys, commands, strict=True)
+        }
