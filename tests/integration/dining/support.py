@@ -13,7 +13,9 @@ from litestar.testing import TestClient
 from api.auth import Role
 from domain.dining.restaurant import RESTAURANT_TIMEZONE
 from domain.dining.saga import ReservationSaga
+from domain.messages import Command
 from haengbok.settings import Settings
+from outbox.envelope import Envelope
 from outbox.sagas import command_stream
 from tests.integration.api.support import bearer
 from tests.waiting import wait_until
@@ -164,3 +166,12 @@ def count_rows(url: str, table: str) -> int:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def delivered(command: Command, correlation_id: uuid.UUID) -> Envelope:
+    """``command`` as a delivery hands it to its handler (the handler tests call it directly)."""
+    return Envelope(
+        position=1, global_position=1, event_id=uuid.uuid4(), kind="command", type=command.TYPE,
+        stream=command.stream(), version=1, payload=command.payload(), correlation_id=correlation_id,
+        causation_id=None, actor=None, occurred_at=dt.datetime.now(dt.UTC),
+    )  # fmt: skip

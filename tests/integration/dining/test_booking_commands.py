@@ -3,7 +3,6 @@ seats a party or says why not, and a repeated command takes nothing twice."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -14,8 +13,13 @@ from api.dining.restaurants import accept_reservation
 from domain.dining.messages import AcceptReservation, ReservationAccepted, ReservationRefused
 from haengbok.settings import Settings
 from outbox.consumers import HandlerContext
-from outbox.envelope import Envelope
-from tests.integration.dining.support import Client, days_ahead, owner, register_restaurant
+from tests.integration.dining.support import (
+    Client,
+    days_ahead,
+    delivered,
+    owner,
+    register_restaurant,
+)
 
 CAPACITY = 4
 
@@ -23,12 +27,7 @@ CAPACITY = 4
 def _accept(url: str, command: AcceptReservation) -> list[dict[str, Any]]:
     """Run the handler in its own committed transaction, as a delivery would; the payloads
     of what it emitted."""
-    envelope = Envelope(
-        position=1, global_position=1, event_id=uuid.uuid4(), kind="command",
-        type=command.TYPE, stream=command.stream(), version=1, payload=command.payload(),
-        correlation_id=command.reservation_id, causation_id=None, actor=None,
-        occurred_at=dt.datetime.now(dt.UTC),
-    )  # fmt: skip
+    envelope = delivered(command, command.reservation_id)
     with psycopg.connect(url) as conn:
         ctx = HandlerContext(conn, envelope, None, None)  # type: ignore[arg-type]
         accept_reservation(ctx, command)

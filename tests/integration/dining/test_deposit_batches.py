@@ -4,7 +4,6 @@ answer the provider gave (a retry with the same key gets it back)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import types
 import uuid
@@ -20,6 +19,7 @@ from domain.payments import ChargeResult, PaymentUnavailable
 from haengbok.payments.fake import FakePaymentProvider
 from outbox.consumers import BatchScope, HandlerContext
 from outbox.envelope import Envelope
+from tests.integration.dining.support import delivered
 
 
 class MeetingProvider(FakePaymentProvider):
@@ -48,12 +48,7 @@ class ContextRecordingProvider(FakePaymentProvider):
 
 
 def _envelope(command: TakeDeposit) -> Envelope:
-    return Envelope(
-        position=1, global_position=1, event_id=uuid.uuid4(), kind="command",
-        type=command.TYPE, stream=command.stream(), version=1, payload=command.payload(),
-        correlation_id=command.reservation_id, causation_id=None, actor=None,
-        occurred_at=dt.datetime.now(dt.UTC),
-    )  # fmt: skip
+    return delivered(command, command.reservation_id)
 
 
 def _run_batch(

@@ -4,7 +4,6 @@ change the command should make; the domain's transition still decides what is wr
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
 
 import psycopg
@@ -23,10 +22,10 @@ from domain.dining.reservation import ReservationStatus
 from domain.messages import Command
 from haengbok.settings import Settings
 from outbox.consumers import HandlerContext
-from outbox.envelope import Envelope
 from tests.integration.dining.support import (
     Client,
     customer,
+    delivered,
     owner,
     register_restaurant,
     reserve,
@@ -37,12 +36,7 @@ from tests.integration.dining.support import (
 
 def _handle(url: str, command: Command) -> list[str]:
     """Handle ``command`` in a transaction of its own; the types the handler appended."""
-    envelope = Envelope(
-        position=1, global_position=1, event_id=uuid.uuid4(), kind="command",
-        type=command.TYPE, stream=command.stream(), version=1, payload=command.payload(),
-        correlation_id=uuid.uuid4(), causation_id=None, actor=None,
-        occurred_at=dt.datetime.now(dt.UTC),
-    )  # fmt: skip
+    envelope = delivered(command, uuid.uuid4())
     with psycopg.connect(url) as conn:
         before = conn.execute("SELECT coalesce(max(position), 0) FROM outbox.event").fetchone()
         assert before is not None
