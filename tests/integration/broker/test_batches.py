@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import dramatiq
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
@@ -18,6 +17,7 @@ from outbox.broker_message import PgmqBatchProxy, PgmqMessageProxy
 from outbox.consumers import HandlerContext, Subscriber, declare_subscribers, deliver_batch
 from outbox.envelope import Envelope, NewMessage
 from tests.integration.broker.conftest import running_worker
+from tests.integration.enqueueing import enqueue
 from tests.waiting import wait_until
 
 ITEM = "test.Item"
@@ -54,20 +54,6 @@ def envelope(n: int, **payload: Any) -> Envelope:
         correlation_id=uuid.uuid4(), causation_id=None, actor=None,
         occurred_at=datetime.now(UTC),
     )  # fmt: skip
-
-
-def enqueue(broker: PgmqBroker, sub: Subscriber, envelopes: list[Envelope]) -> None:
-    messages = [
-        dramatiq.Message(
-            queue_name=QUEUE,
-            actor_name=sub.name,
-            args=(env.to_json(),),
-            kwargs={},
-            options={"group": env.stream},
-        )
-        for env in envelopes
-    ]
-    broker.enqueue_batch(messages)
 
 
 def effects(url: str) -> list[tuple[int, int, int]]:

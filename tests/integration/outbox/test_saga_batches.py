@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import dramatiq
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -24,6 +23,7 @@ from outbox.relay import sync_routes
 from outbox.sagas import SagaRunner
 from sql import query
 from tests.example.shop import ChargePayment, OrderPlaced, OrderSaga, ReserveStock, StockReserved
+from tests.integration.enqueueing import enqueue
 from tests.integration.outbox.conftest import SAGA_QUEUE
 
 QUEUE = SAGA_QUEUE
@@ -38,25 +38,17 @@ def saga(database_url: str, pool: ConnectionPool[Any], broker: PgmqBroker) -> Su
     return sub
 
 
+def _envelope(i: int, m: Message) -> Envelope:
+    return Envelope(
+        position=i + 1, global_position=i + 1, event_id=uuid.uuid4(), kind=m.KIND,
+        type=m.TYPE, stream=f"{m.stream()}-{i}", version=1, payload=m.payload(),
+        correlation_id=uuid.uuid4(), causation_id=None, actor=None,
+        occurred_at=datetime.now(UTC),
+    )  # fmt: skip
+
+
 def send(broker: PgmqBroker, sub: Subscriber, *messages: Message) -> None:
-    batch = []
-    for i, m in enumerate(messages):
-        env = Envelope(
-            position=i + 1, global_position=i + 1, event_id=uuid.uuid4(), kind=m.KIND,
-            type=m.TYPE, stream=f"{m.stream()}-{i}", version=1, payload=m.payload(),
-            correlation_id=uuid.uuid4(), causation_id=None, actor=None,
-            occurred_at=datetime.now(UTC),
-        )  # fmt: skip
-        batch.append(
-            dramatiq.Message(
-                queue_name=QUEUE,
-                actor_name=sub.name,
-                args=(env.to_json(),),
-                kwargs={},
-                options={"group": env.stream},
-            )
-        )
-    broker.enqueue_batch(batch)
+    enqueue(broker, sub, [_envelope(i, m) for i, m in enumerate(messages)])
 
 
 def instances(url: str) -> dict[uuid.UUID, dict[str, Any]]:
