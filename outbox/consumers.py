@@ -70,13 +70,13 @@ class BatchScope:
     for the batch (``state``, keyed by the subscriber's own object), written back by the
     callbacks it registers with ``before_commit``."""
 
-    def __init__(
-        self, envelopes: list[Envelope], idempotency_keys: list[str] | None = None
-    ) -> None:
+    def __init__(self, envelopes: list[Envelope], idempotency_keys: list[str]) -> None:
+        if len(idempotency_keys) != len(envelopes):
+            raise ValueError("a batch needs one idempotency key per envelope")
         self.envelopes = envelopes
         #: Each envelope's ``HandlerContext.idempotency_key``, in the same order (for work a
         #: subscriber does for the whole batch before its handlers run).
-        self.idempotency_keys = idempotency_keys or []
+        self.idempotency_keys = idempotency_keys
         self.outbox: list[tuple[NewMessage, MessageContext]] = []
         self.state: dict[object, Any] = {}
         self._before_commit: list[Callable[[psycopg.Connection[Any]], None]] = []

@@ -5,8 +5,9 @@ The provider is called inside the delivery's transaction, with ``ctx.idempotency
 same for every delivery of one message): a delivery that dies after the provider answered
 rolls back, and its redelivery asks again with the same key and gets the same answer instead
 of a second charge or refund. A batch's charges are made together before its handlers run
-(``ChargesAhead``), each with its own message's key. The deposit's row records what was done; it is locked before
-any refund or forfeit, so one refund happens however many RefundDeposit commands arrive.
+(``ChargesAhead``), each with its own message's key. The deposit's row records what was
+done; it is locked before any refund or forfeit, so one refund happens however many
+RefundDeposit commands arrive.
 ``PaymentUnavailable`` propagates: the message is retried later with the same key.
 """
 

@@ -216,8 +216,8 @@ def handle_saga_command(ctx: HandlerContext, env: Envelope) -> None:
         log.info("command_for_closed_reservation", command=env.type, status=reservation.status)
         return
     event = command.change(reservation, env.payload)
-    written = {"status": row["moved_status"], "status_reason": row["moved_reason"]}
     expected = _status(reservation)
-    if not row["moved"] or written != {k: expected[k] for k in written}:
+    written = (row["moved_status"], row["moved_reason"])
+    if not row["moved"] or written != (expected["status"], expected["status_reason"]):
         ctx.conn.execute(query("dining.save_reservation_status"), expected)
     emit(ctx, event)
