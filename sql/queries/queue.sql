@@ -30,21 +30,21 @@ ORDER BY m.i
 RETURNING msg_id
 
 -- name: read
--- Any visible messages, oldest first (pgmq.read without its conditional filter).
-WITH picked AS (
+-- Any visible messages, oldest first (pgmq.read without its conditional filter). The picked
+-- ids go to the UPDATE as an array, which it can only look up by primary key: joined as a
+-- table, a small pick from a queue whose statistics count many rows (busy queues churn
+-- through dead tuples) was planned as a hash join over a sequential scan of the whole heap.
+UPDATE {queue_table} m
+SET vt = clock_timestamp() + make_interval(secs => %(vt)s::integer),
+    read_ct = m.read_ct + 1,
+    last_read_at = clock_timestamp()
+WHERE m.msg_id = ANY(ARRAY(
     SELECT msg_id
     FROM {queue_table}
     WHERE vt <= clock_timestamp()
     ORDER BY msg_id
     LIMIT %(qty)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {queue_table} m
-SET vt = clock_timestamp() + make_interval(secs => %(vt)s::integer),
-    read_ct = m.read_ct + 1,
-    last_read_at = clock_timestamp()
-FROM picked
-WHERE m.msg_id = picked.msg_id
+    FOR UPDATE SKIP LOCKED))
 RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.message, m.headers, NULL::bigint AS blocked_by
 
 -- name: read_group_heads
@@ -68,12 +68,12 @@ WITH heads AS (
     LIMIT %(qty)s
     FOR UPDATE SKIP LOCKED
 ), taken AS (
+    -- By primary key from an array, as in read.
     UPDATE {queue_table} m
     SET vt = clock_timestamp() + make_interval(secs => %(vt)s::integer),
         read_ct = m.read_ct + 1,
         last_read_at = clock_timestamp()
-    FROM heads
-    WHERE m.msg_id = heads.msg_id
+    WHERE m.msg_id = ANY(ARRAY(SELECT msg_id FROM heads))
     RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.message, m.headers
 )
 SELECT t.msg_id, t.read_ct, t.enqueued_at, t.message, t.headers,
