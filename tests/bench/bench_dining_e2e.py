@@ -99,11 +99,14 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         system, customer, bodies = start_system(args, procs, url)
         n = int(args.rate * args.seconds)
         print(f"steady: {args.rate:.0f} requests/s for {args.seconds:.0f}s ...", flush=True)
+        meter = CpuMeter()
+        meter.start()
         sent, achieved = paced(system.api_url, customer, RESERVATIONS_PATH, bodies[:n], args.rate)
         ended = time.monotonic()
         terminal_s, _drained_s, state = wait_settled(
             url, deadline_seconds=args.settle_deadline, started=ended
         )
+        cpu_seconds = meter.stop()
         confirmed_at = confirmations(url)
         requested_at = confirmations(url, REQUESTED_SQL)
         hops = hop_medians(url)
@@ -121,6 +124,8 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             "not_confirmed_after_warmup": len(ordered) - len(lat),
             "seconds_until_all_terminal_after_load": terminal_s,
             "outcome": state.as_dict(), "hops": hops,
+            "cpu_seconds_until_settled": cpu_seconds,
+            "cpu_ms_per_confirmed": per_unit_ms(cpu_seconds, len(confirmed_at)),
         }  # fmt: skip
         if to_log and answered:
             result.update(
@@ -154,6 +159,8 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                 f"{result['max_ms']:.0f} ms (goal p99 <= 500); all terminal after {terminal_s}s",
                 flush=True,
             )
+        spent = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_confirmed"].items())
+        print(f"  CPU ms per confirmed reservation (load and settling): {spent}", flush=True)
         return result
     finally:
         procs.stop_all()
