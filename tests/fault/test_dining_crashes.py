@@ -147,14 +147,16 @@ class TestDiningUnderCrashes:
     def test_every_reservation_settles_and_the_money_adds_up(
         self, database_url: str, system: System
     ) -> None:
-        total = 60
+        total = 120
         restaurant_id, _ = asyncio.run(_book(database_url, total, cancel_every=7))
         rng = random.Random(11)
         deadline = time.monotonic() + 60
+        # The first kill at once, then every 0.15-0.5 s: the workers settle a backlog of this
+        # size in about a second, and the kills must land while they work.
         while not _all_settled(database_url, total) and time.monotonic() < deadline:
-            time.sleep(rng.uniform(0.3, 0.8))  # chaos interval, not a wait for an outcome
             if system.kills < 6:
                 system.kill_a_worker(rng)
+            time.sleep(rng.uniform(0.15, 0.5))  # chaos interval, not a wait for an outcome
         wait_until(
             lambda: _all_settled(database_url, total), timeout=90,
             message=lambda: f"all settled; statuses {_statuses(database_url)}",
