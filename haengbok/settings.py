@@ -37,6 +37,9 @@ class Settings:
     worker_idle_timeout_ms: int = 250
     relay_batch_size: int = 500
     relay_idle_poll_seconds: float = 0.5
+    # Shortest time between projection rounds that catch up: events arriving meanwhile share
+    # the next round's transaction (read models lag by up to this much more).
+    projection_round_interval_seconds: float = 0.05
     # Messages run per transaction by subscribers that batch (1: each alone).
     consumer_batch_size: int = 32
     # Longest sleep of a worker's saga deadline scheduler: how late a deadline fires at worst.
@@ -80,6 +83,9 @@ class Settings:
             worker_threads=_int("HAENGBOK_WORKER_THREADS", 8),
             relay_batch_size=_int("HAENGBOK_RELAY_BATCH_SIZE", 500),
             relay_idle_poll_seconds=_float("HAENGBOK_RELAY_IDLE_POLL_SECONDS", 0.5),
+            projection_round_interval_seconds=_float(
+                "HAENGBOK_PROJECTION_ROUND_INTERVAL_SECONDS", 0.05
+            ),
             saga_deadline_poll_seconds=_float("HAENGBOK_SAGA_DEADLINE_POLL_SECONDS", 1.0),
             consumer_batch_size=_int("HAENGBOK_CONSUMER_BATCH_SIZE", 32),
             visibility_timeout_seconds=_int("HAENGBOK_VISIBILITY_TIMEOUT_SECONDS", 60),

@@ -115,7 +115,11 @@ class WorkerProcess:
         if self.deadlines.saga_types:
             self._spawn("saga-deadlines", self.deadlines.run)
         if self.projectors:
-            runner = ProjectionRunner(self._connect, self.projectors)
+            runner = ProjectionRunner(
+                self._connect,
+                self.projectors,
+                round_interval=self.settings.projection_round_interval_seconds,
+            )
             self._spawn("projections", runner.run)
         log.info(
             "worker started: %d subscribers, %d projectors, relay=%s",

@@ -19,13 +19,15 @@ import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
 from psycopg_pool import ConnectionPool
 
-from outbox import wire
+from outbox import standby, wire
+from outbox.standby import Standby
 from sql import query
 
 log = logging.getLogger(__name__)
@@ -172,7 +174,12 @@ def sync_routes(conn: psycopg.Connection[Any], routes: Iterable[Route]) -> None:
 
 
 class Relay:
-    """The relay loop, run on a thread inside each worker process."""
+    """The relay loop, run on a thread inside each worker process.
+
+    One process's relay leads (``outbox.standby``): woken by NOTIFY, it relays at once. The
+    others stand by, relaying one batch per ``standby_poll_seconds`` and taking the lead when
+    the leader's session ends.
+    """
 
     def __init__(
         self,
@@ -181,11 +188,14 @@ class Relay:
         *,
         batch_size: int = 500,
         idle_poll_seconds: float = 0.5,
+        standby_poll_seconds: float = 1.0,
     ) -> None:
         self._pool = pool
         self._conninfo = conninfo
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
+        self._standby_poll = standby_poll_seconds
+        self.standby = Standby(standby.RELAY)
         self.relayed_total = 0
 
     def relay_once(self) -> int | None:
@@ -193,19 +203,25 @@ class Relay:
             return relay_batch(conn, self._batch_size)
 
     def run(self, stop: threading.Event) -> None:
-        """Relay until ``stop`` is set; LISTEN wakes it, polling covers a lost connection."""
+        """Relay until ``stop`` is set; LISTEN wakes the leader, polling covers a lost
+        connection."""
         listener: psycopg.Connection[Any] | None = None
         while not stop.is_set():
             try:
                 if listener is None or listener.closed:
                     listener = psycopg.connect(self._conninfo, autocommit=True)
+                if not self.standby.leading and self.standby.try_lead(listener):
                     listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    log.info("this process's relay leads")
                 done = self.relay_once()
                 if done:
                     self.relayed_total += done
                     if done >= self._batch_size:
                         continue  # more waiting: no pause
-                self._wait(listener, stop, leader=done is not None)
+                if self.standby.leading:
+                    self._wait(listener, stop)
+                else:
+                    stop.wait(self._standby_poll)
             except psycopg.OperationalError as exc:
                 log.warning("relay lost its database connection, retrying: %s", exc)
                 if listener is not None:
@@ -215,13 +231,12 @@ class Relay:
         if listener is not None:
             listener.close()
 
-    def _wait(
-        self, listener: psycopg.Connection[Any], stop: threading.Event, *, leader: bool
-    ) -> None:
-        # A follower polls slowly: it only needs to notice when the leader goes away.
-        timeout = self._idle_poll if leader else max(self._idle_poll, 1.0)
-        for _ in listener.notifies(timeout=timeout, stop_after=1):
-            break
+    def _wait(self, listener: psycopg.Connection[Any], stop: threading.Event) -> None:
+        # In slices, so that setting ``stop`` is noticed even with a long poll.
+        deadline = monotonic() + self._idle_poll
+        while not stop.is_set() and (remaining := deadline - monotonic()) > 0:
+            if any(True for _ in listener.notifies(timeout=min(remaining, 0.5), stop_after=1)):
+                break
         # Drain what piled up so one wake-up serves many commits.
         for _ in listener.notifies(timeout=0.0):
             pass

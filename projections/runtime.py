@@ -108,6 +108,24 @@ def run_round(
     ``apply`` rolls the whole round back and propagates: ``run_once`` per projector then tells
     which one fails without holding up the others (``projections.runner``).
     """
+    return run_round_at(conn, projectors, batch_size=batch_size).advanced
+
+
+class Round(NamedTuple):
+    """What a round did: positions advanced per projection, and whether it stopped short of
+    the log's head (a full batch or the scan window), so that more is waiting right now."""
+
+    advanced: dict[str, int]
+    more: bool
+
+
+def run_round_at(
+    conn: psycopg.Connection[Any],
+    projectors: Sequence[Projector],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Round:
+    """``run_round``, also telling whether more is waiting."""
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise ValueError("run_round commits its batch: pass a connection outside a transaction")
     by_name = {p.name: p for p in projectors}
@@ -116,7 +134,7 @@ def run_round(
             locked = cur.execute(query("projection.lock_round"), {"names": list(by_name)})
             names = [str(r[0]) for r in locked.fetchall()]
             if not names:
-                return {}
+                return Round({}, more=False)
             held = cur.execute(query("projection.round_checkpoints"), {"names": names}).fetchall()
         checkpoints = {str(r[0]): int(r[1]) for r in held}
         head = int(held[0][2])
@@ -124,7 +142,7 @@ def run_round(
         upto = min(head, after + batch_size * SCAN_WINDOW_BATCHES)
         behind = [by_name[n] for n, cp in checkpoints.items() if cp < upto]
         if not behind:
-            return {}
+            return Round({}, more=False)
         types = sorted(set().union(*(p.message_types for p in behind)))
         params = {"after": after, "upto": upto, "types": types, "limit": batch_size}
         with conn.cursor(row_factory=dict_row) as cur:
@@ -150,7 +168,7 @@ def run_round(
             with conn.pipeline():
                 conn.execute(query("projection.save_checkpoints"), params)
                 conn.execute(query("projection.notify_progress_many"), params)
-        return advanced
+        return Round(advanced, more=reached < head)
 
 
 def save_checkpoint(conn: psycopg.Connection[Any], name: str, position: int) -> None:

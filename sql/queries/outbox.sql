@@ -12,6 +12,10 @@ RETURNING position, event_id, stream, version
 -- name: notify_relay
 SELECT pg_notify('haengbok_outbox', '')
 
+-- name: try_lead
+-- A session-level lock: held until released or the session ends (outbox/standby.py).
+SELECT pg_try_advisory_lock(%(key)s::bigint)
+
 -- name: try_relay_leadership
 -- Only one relay transaction at a time assigns global positions (see 0001_platform.up.sql).
 -- The same round trip turns bitmap scans off for the rest of the relay's transaction: the

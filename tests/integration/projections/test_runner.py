@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
 import psycopg
 
+from outbox.envelope import Envelope
+from projections.runner import ProjectionRunner
 from projections.runtime import WAKEUP_CHANNEL
 from tests.integration.projections.support import (
     append_events,
@@ -89,3 +96,71 @@ class TestSurvivingFailures:
             wait_until(lambda: _caught_up(database_url, timeline.name))
         # Its one batch held the poisoned event: it stays put, visible in its lag.
         assert checkpoint(database_url, poisoned.name) == 0
+
+
+@dataclass(frozen=True)
+class _CountingTimeline(CartTimeline):
+    """The example projector, recording how many events each of its batches carried."""
+
+    batches: list[int] = field(default_factory=list, compare=False, hash=False)
+
+    def apply(self, conn: Any, envelopes: Sequence[Envelope], table: Any) -> None:
+        self.batches.append(len(envelopes))
+        super().apply(conn, envelopes, table)
+
+
+class TestSharingRounds:
+    def test_events_relayed_soon_after_a_round_share_the_next_one(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        counting = _CountingTimeline()
+        with running(database_url, [counting], poll_interval=30, round_interval=1.0):
+            wait_until(lambda: listening(database_url, WAKEUP_CHANNEL) == 1)
+            append_events(database_url, "cart-1", OPENED)
+            relay_positions(database_url)
+            wait_until(lambda: checkpoint(database_url, counting.name) == 1, timeout=5)
+            for _ in range(3):  # three relay batches, each with its wake-up
+                append_events(database_url, "cart-1", ITEM_ADDED)
+                relay_positions(database_url)
+            wait_until(lambda: checkpoint(database_url, counting.name) == 4, timeout=5)
+        assert counting.batches == [1, 3]
+
+
+def _start(url: str, projector: CartTimeline) -> tuple[ProjectionRunner, Callable[[], None]]:
+    stop = threading.Event()
+    runner = ProjectionRunner(lambda: psycopg.connect(url), [projector], poll_interval=0.2)
+    thread = threading.Thread(target=runner.run, args=(stop,), name="projection-runner")
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+    return runner, halt
+
+
+class TestStandby:
+    def test_one_runner_leads_and_a_standby_takes_over_when_it_stops(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        first, halt_first = _start(database_url, timeline)
+        wait_until(lambda: first.standby.leading)
+        second, halt_second = _start(database_url, timeline)
+        try:
+            append_events(database_url, "cart-1", OPENED)
+            relay_positions(database_url)
+            wait_until(lambda: _caught_up(database_url, timeline.name))
+            assert not second.standby.leading
+            assert listening(database_url, WAKEUP_CHANNEL) == 1, "a standby does not LISTEN"
+
+            halt_first()  # its connections close, and the lead with them
+            wait_until(lambda: second.standby.leading, message="the standby takes the lead")
+            wait_until(lambda: listening(database_url, WAKEUP_CHANNEL) == 1)
+            append_events(database_url, "cart-1", ITEM_ADDED)
+            relay_positions(database_url)
+            wait_until(lambda: _caught_up(database_url, timeline.name))
+        finally:
+            halt_first()
+            halt_second()
+        assert rows(database_url, timeline.table)[0][2] == 1
