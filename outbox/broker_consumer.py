@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 # one that kills its worker every time and is parked: a database outage must not dead-letter
 # healthy messages, while a crash-looping one is still stopped.
 UNFINISHED_DELIVERY_GRACE = 3
+#: An idle consumer asks when the next invisible message shows only before a sleep longer than
+#: this many poll_min: a delayed or backing-off message is seen at most that much late.
+SHORT_SLEEP_POLLS = 4
 
 
 class PgmqConsumer(Consumer):
@@ -70,8 +73,9 @@ class PgmqConsumer(Consumer):
     def __next__(self) -> PgmqMessageProxy | None:
         """The next message, or None after ``timeout`` ms without one (Dramatiq's worker
         needs the None to notice a shutdown). Sleeps until a doorbell ring, the next poll
-        (backing off while the queue stays empty, but never past the moment the next
-        delayed or backing-off message becomes visible) or due acks, whichever comes first."""
+        (backing off while the queue stays empty, but never more than SHORT_SLEEP_POLLS x
+        poll_min past the moment the next delayed or backing-off message becomes visible) or
+        due acks, whichever comes first."""
         deadline = monotonic() + self.timeout / 1000
         while True:
             if self._cache:
@@ -117,26 +121,32 @@ class PgmqConsumer(Consumer):
         self.empty_reads += 1
         backoff = self._broker.poll_min_seconds * 2 ** min(self._misses, 16)
         wait = min(backoff, self._broker.poll_max_seconds)
-        due = self._broker.run(self._seconds_until_visible)
-        if due is not None and due > 0:
-            wait = min(wait, due)
+        if wait > SHORT_SLEEP_POLLS * self._broker.poll_min_seconds:
+            # Before a short sleep the next poll comes soon enough for a message that becomes
+            # visible meanwhile: no need to ask. With two workers on a queue most reads after a
+            # notification miss (the other took the message); asking after each cost a round
+            # trip per miss.
+            due = self._broker.run(self._seconds_until_visible)
+            if due is not None and due > 0:
+                wait = min(wait, due)
         self._next_poll = monotonic() + wait
 
     def _round_trip(
         self, conn: psycopg.Connection[Any], deletes: list[int], qty: int
     ) -> list[tuple[Any, ...]]:
+        params = {
+            "queue": self.queue_name,
+            "vt": self._broker.visibility_timeout_seconds,
+            "qty": qty,
+        }
+        read = queue_query("read_group_heads" if self._ordered else "read", self.queue_name)
+        if not deletes:  # the usual case on queues whose handlers delete in their transaction
+            return conn.execute(read, params).fetchall() if qty > 0 else []
         cursor = None
         with conn.pipeline():
-            if deletes:
-                conn.execute(queue_query("delete_many", self.queue_name), {"msg_ids": deletes})
+            conn.execute(queue_query("delete_many", self.queue_name), {"msg_ids": deletes})
             if qty > 0:
-                params = {
-                    "queue": self.queue_name,
-                    "vt": self._broker.visibility_timeout_seconds,
-                    "qty": qty,
-                }
-                name = "read_group_heads" if self._ordered else "read"
-                cursor = conn.execute(queue_query(name, self.queue_name), params)
+                cursor = conn.execute(read, params)
         return [] if cursor is None else cursor.fetchall()
 
     def _seconds_until_visible(self, conn: psycopg.Connection[Any]) -> float | None:

@@ -16,7 +16,7 @@ import pytest
 
 from outbox import wire
 from outbox.broker import PgmqBroker
-from outbox.broker_consumer import UNFINISHED_DELIVERY_GRACE
+from outbox.broker_consumer import SHORT_SLEEP_POLLS, UNFINISHED_DELIVERY_GRACE, PgmqConsumer
 from outbox.parking import discard_parked, list_parked, requeue_parked
 from tests.integration.broker.conftest import running_worker
 from tests.waiting import wait_until
@@ -350,3 +350,32 @@ class TestEnqueueBatch:
             ("m2", None, False),
             ("later", None, True),
         ]
+
+
+class TestIdlePolling:
+    def test_an_idle_consumer_asks_when_the_next_message_shows_only_before_long_sleeps(
+        self, make_pgmq_broker: MakeBroker
+    ) -> None:
+        """Before a sleep of at most SHORT_SLEEP_POLLS x poll_min the next poll comes soon
+        enough; asking cost a round trip per empty read, and with two workers on a queue most
+        reads after a notification miss (the other took the message)."""
+        broker = make_pgmq_broker(poll_min_ms=20, poll_max_ms=400)
+        broker.declare_queue("idle_polls")
+        broker.enqueue(_message("idle_polls", 1))
+        consumer = broker.consume("idle_polls", prefetch=2, timeout=600)
+        assert isinstance(consumer, PgmqConsumer)
+        asked_after: list[int] = []
+        ask = consumer._seconds_until_visible
+
+        def counting(conn: psycopg.Connection[Any]) -> float | None:
+            asked_after.append(consumer.empty_reads)
+            return ask(conn)
+
+        consumer._seconds_until_visible = counting  # type: ignore[method-assign]
+        delivered = next(consumer)
+        assert delivered is not None
+        consumer.ack(delivered)
+        assert next(consumer) is None  # 600 ms of empty reads: sleeps of 40, 80, 160, 320 ms
+        consumer.close()
+        assert SHORT_SLEEP_POLLS == 4 and consumer.empty_reads >= 3
+        assert asked_after[:1] == [3], "not before the 40 and 80 ms sleeps, before the 160"
