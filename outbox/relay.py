@@ -211,7 +211,9 @@ class Relay:
                 if listener is None or listener.closed:
                     listener = psycopg.connect(self._conninfo, autocommit=True)
                 if not self.standby.leading and self.standby.try_lead(listener):
-                    listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    listener.execute(
+                        pgsql.SQL("LISTEN {}").format(pgsql.Identifier(OUTBOX_CHANNEL))
+                    )
                     log.info("this process's relay leads")
                 done = self.relay_once()
                 if done:

@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool
 from outbox.envelope import MessageContext, NewMessage
 from outbox.log import append
 from outbox.relay import OUTBOX_CHANNEL, Relay, Route, sync_routes
+from tests.integration.projections.support import listening
 from tests.waiting import wait_until
 
 ORDERS = Route("orders_policy", "orders_policy", frozenset({"shop.OrderPlaced"}), True)
@@ -42,18 +43,6 @@ def _append_and_wake(url: str, stream: str) -> None:
         conn.execute("SELECT pg_notify(%s, '')", [OUTBOX_CHANNEL])
 
 
-def _listening(url: str) -> int:
-    """Sessions of this database idle after LISTENing on the relay's channel."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND state = 'idle' AND query = %s",
-            [f"LISTEN {OUTBOX_CHANNEL}"],
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def _unrelayed(url: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -72,18 +61,18 @@ def test_one_relay_leads_and_a_standby_takes_over_when_its_session_ends(
     halt_second = None
     try:
         wait_until(lambda: first.standby.leading)
-        wait_until(lambda: _listening(database_url) == 1)
+        wait_until(lambda: listening(database_url, OUTBOX_CHANNEL) == 1)
         second, halt_second = _start(database_url)
         _append_and_wake(database_url, "order-1")
         wait_until(lambda: _unrelayed(database_url) == 0, timeout=5)
         # The leader, woken by the NOTIFY, or the standby's once-per-poll batch.
         assert first.relayed_total + second.relayed_total == 1
         assert not second.standby.leading
-        assert _listening(database_url) == 1, "a standby does not LISTEN"
+        assert listening(database_url, OUTBOX_CHANNEL) == 1, "a standby does not LISTEN"
 
         halt_first()  # its connections close, and the lead with them
         wait_until(lambda: second.standby.leading, message="the standby takes the lead")
-        wait_until(lambda: _listening(database_url) == 1)
+        wait_until(lambda: listening(database_url, OUTBOX_CHANNEL) == 1)
         _append_and_wake(database_url, "order-2")
         wait_until(lambda: _unrelayed(database_url) == 0, timeout=5)
         assert first.relayed_total + second.relayed_total == 2
