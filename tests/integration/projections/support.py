@@ -66,15 +66,6 @@ def running(
     url: str, projectors: Sequence[Any], poll_interval: float, **options: Any
 ) -> Iterator[threading.Thread]:
     """A ProjectionRunner on its own thread for the duration of the block."""
-    with running_runner(url, projectors, poll_interval, **options) as (thread, _runner):
-        yield thread
-
-
-@contextmanager
-def running_runner(
-    url: str, projectors: Sequence[Any], poll_interval: float, **options: Any
-) -> Iterator[tuple[threading.Thread, ProjectionRunner]]:
-    """``running``, also handing over the runner."""
     stop = threading.Event()
     runner = ProjectionRunner(
         lambda: psycopg.connect(url), projectors, poll_interval=poll_interval, **options
@@ -82,7 +73,7 @@ def running_runner(
     thread = threading.Thread(target=runner.run, args=(stop,), name="projection-runner")
     thread.start()
     try:
-        yield thread, runner
+        yield thread
     finally:
         stop.set()
         thread.join(timeout=10)
