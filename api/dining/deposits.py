@@ -45,6 +45,12 @@ class RefundDeclined(Exception):
     message is parked with this reason rather than retried)."""
 
 
+def charge_deposit(provider: PaymentProvider, key: str, command: TakeDeposit) -> ChargeResult:
+    """The provider call for a TakeDeposit, alone or ahead of its batch: the same key and
+    description either way, so a redelivery asks the provider the same question."""
+    return provider.charge(key, command.amount, f"reservation-{command.reservation_id}")
+
+
 class ChargesAhead:
     """The charges a batch of deposit commands needs, made before its handlers run and all at
     once (a thread per charge, up to ``max_concurrent``), so a batch waits for its slowest
@@ -90,9 +96,7 @@ class ChargesAhead:
         with structlog.contextvars.bound_contextvars(
             correlation_id=str(correlation_id), reservation_id=str(command.reservation_id)
         ):
-            return self._provider.charge(
-                key, command.amount, f"reservation-{command.reservation_id}"
-            )
+            return charge_deposit(self._provider, key, command)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._threads_lock:
@@ -119,9 +123,7 @@ def take_deposit(
     if result is None:
         if one(ctx.conn, "dining.lock_deposit", reservation_id=command.reservation_id):
             return  # answered by an earlier command for this reservation
-        result = provider.charge(
-            ctx.idempotency_key, command.amount, f"reservation-{command.reservation_id}"
-        )
+        result = charge_deposit(provider, ctx.idempotency_key, command)
     deposit: Deposit
     event: DepositPaid | DepositFailed
     if result.approved:
