@@ -12,15 +12,16 @@ is printed too, warm-up included. A request's start is when it was due (wall clo
 late the client sent it. Latency to CONFIRMED is read from the database afterwards, so nothing
 polls while the load runs: the ``occurred_at`` of the reservation's ``ReservationConfirmed``
 event (``clock_timestamp()`` at its insert, in the transaction that confirms it, on the same
-host clock) minus the request's start. Phase "push": ``--backlog`` reservations sent as fast as ``--push-concurrency`` clients
-can (a 503 from load shedding is retried after a short pause and counted), then the
-confirmation rate is read from the same timestamps, and the time until all are terminal.
+host clock) minus the request's start. Phase "push": ``--backlog`` reservations sent as fast
+as ``--push-concurrency`` clients can (a 503 from load shedding is retried after a short pause
+and counted), then the confirmation rate is read from the same timestamps, and the time until
+all are terminal.
 Phase "drain": the same backlog taken with the workers stopped; the clock starts when the
 workers start (their own capacity, without the API competing for the cores).
 
 Each phase gets a fresh database and system (payment sandbox, API, workers).
 
-    .venv/bin/python -m tests.bench.bench_dining_e2e [--rate 100] [--seconds 30]
+    .venv/bin/python -m tests.bench.bench_dining_e2e [--rate 100] [--warmup 15] [--seconds 30]
         [--backlog 3000] [--api-processes 2] [--workers 1]
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from typing import Any
 
@@ -53,6 +55,8 @@ REQUESTED_SQL = """
 SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
 FROM outbox.event WHERE type = 'reservation.ReservationRequested'
 """
+# The steady phase's p99 series: one figure per window of this many seconds of requests.
+SERIES_SECONDS = 5.0
 CONFIRMED_SQL = """
 SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
 FROM outbox.event WHERE type = 'reservation.ReservationConfirmed'
@@ -60,7 +64,6 @@ FROM outbox.event WHERE type = 'reservation.ReservationConfirmed'
 # Where the time between request and confirmation goes: for each step of a reservation's chain
 # (one log row to the next of the same correlation id), the median time from the row's insert
 # to its relay, and from its relay to the next row's insert (delivery and handler).
-SERIES_SECONDS = 5.0
 HOPS_SQL = """
 WITH chain AS (
     SELECT type, occurred_at, relayed_at,
@@ -129,7 +132,8 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         late = sorted(sent.late_ms)
         result: dict[str, Any] = {
             "rate_per_s": args.rate, "seconds": args.seconds, "warmup_seconds": args.warmup,
-            "achieved_send_rate": achieved, "p99_ms_per_window": series,
+            "achieved_send_rate": achieved,
+            "p99_ms_per_window": [None if math.isinf(p99) else p99 for p99 in series],
             "codes": sent.codes, "client_errors": sent.errors,
             "client_error_kinds": sent.error_kinds, "accepted": len(sent.started),
             "measured_after_warmup": len(lat),
