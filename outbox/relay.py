@@ -1,13 +1,17 @@
 """The relay: moves committed log rows to every subscribed pgmq queue.
 
-One transaction per batch does all of it: take the relay leadership (advisory lock), give the
-oldest unrelayed rows their global positions and insert them into each subscribed queue, both
-in ONE statement built for the current routes (``relay_statement``: the Dramatiq message of
-each row is put together in PostgreSQL, so no row travels to Python and back), then NOTIFY the
-consumers of the queues that got messages. Either all of that commits or none of it, so a relay
-killed at any instant neither loses nor duplicates a message. Several relays may run (one per
-worker process); only the leader of the moment does work, the others find the lock taken and
-wait.
+One transaction per batch does all of it, in two statements: the first takes the relay
+leadership (a transaction advisory lock, ``outbox.relay_session``); the relay statement
+(``relay_statement``, built for the routes the relay keeps between batches) checks that it
+leads and that the routes are still those it was built for, gives the oldest unrelayed rows
+their global positions,
+inserts them into each subscribed queue (the Dramatiq message of each row is put together in
+PostgreSQL, so no row travels to Python and back) and NOTIFYs the consumers of the queues that
+got messages. Either all of that commits or none of it, so a relay killed at any instant
+neither loses nor duplicates a message. Several relays may run (one per worker process); only
+the leader of the moment does work, the others find the lock taken and claim nothing. A relay
+whose routes changed (a worker started with other subscribers) claims nothing either, reloads
+them and runs again.
 """
 
 from __future__ import annotations
@@ -54,8 +58,40 @@ def message_id(event_id: uuid.UUID, subscriber: str) -> str:
 
 
 def load_routes(conn: psycopg.Connection[Any]) -> list[Route]:
-    rows = conn.execute(query("outbox.subscriptions")).fetchall()
-    return [Route(r[0], r[1], frozenset(r[2]), r[3]) for r in rows]
+    return list(RouteTable.load(conn).routes)
+
+
+def _with_digest(name: str) -> pgsql.Composed:
+    return pgsql.SQL(query(name)).format(routes_digest=pgsql.SQL(query("outbox.routes_digest")))
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """The routes, and the digest of the subscriptions they were read from (what the relay
+    statement checks before it claims anything)."""
+
+    routes: tuple[Route, ...]
+    digest: str
+
+    @classmethod
+    def load(cls, conn: psycopg.Connection[Any]) -> RouteTable:
+        rows = conn.execute(_with_digest("outbox.subscriptions")).fetchall()
+        if not rows:
+            digest = conn.execute(query("outbox.routes_digest")).fetchone()
+            return cls((), str(digest[0]) if digest else "")
+        routes = tuple(Route(r[0], r[1], frozenset(r[2]), r[3]) for r in rows)
+        return cls(routes, str(rows[0][4]))
+
+
+def claim_query(*, guarded: bool = False) -> pgsql.Composed:
+    """``outbox.claim_batch``: claims up to ``limit`` rows; ``guarded``, only while the
+    ``guard`` CTE of the relay statement holds (the relay statement's own use)."""
+    limit = (
+        "CASE WHEN (SELECT leader AND routes_ok FROM guard) THEN %(limit)s ELSE 0 END"
+        if guarded
+        else "%(limit)s"
+    )
+    return pgsql.SQL(query("outbox.claim_batch")).format(limit=pgsql.SQL(limit))
 
 
 # The claimed rows as consumers receive them: Envelope.to_json's keys, and the message's
@@ -104,10 +140,13 @@ def relay_statement(routes: tuple[Route, ...]) -> tuple[str, tuple[str, ...]]:
     by_queue: dict[str, list[Route]] = {}
     for route in sorted(routes, key=lambda r: r.name):
         by_queue.setdefault(wire.check_queue_name(route.queue_name), []).append(route)
-    claim = pgsql.SQL(query("outbox.claim_batch"))
-    parts: list[pgsql.Composable] = [pgsql.SQL("WITH claimed AS ({})").format(claim)]
-    parts.append(pgsql.SQL(_ENVELOPES))
+    parts: list[pgsql.Composable] = [
+        pgsql.SQL("WITH guard AS MATERIALIZED ({})").format(_with_digest("outbox.relay_guard")),
+        pgsql.SQL("\n, claimed AS ({})").format(claim_query(guarded=True)),
+        pgsql.SQL(_ENVELOPES),
+    ]
     counts = []
+    channels = []
     for i, (queue, queue_routes) in enumerate(by_queue.items()):
         rows = pgsql.SQL("\nUNION ALL").join(
             pgsql.SQL(_ROUTE_ROWS).format(
@@ -129,30 +168,68 @@ def relay_statement(routes: tuple[Route, ...]) -> tuple[str, tuple[str, ...]]:
             ).format(sent=sent, table=pgsql.Identifier("pgmq", f"q_{queue}".lower()), rows=rows)
         )
         counts.append(pgsql.SQL("(SELECT count(*) FROM {})").format(sent))
+        channels.append(pgsql.Literal(wire.notify_channel(queue)))
+    # The consumers of each queue that got messages, and the projections: sent at commit.
     parts.append(
-        pgsql.SQL("\nSELECT (SELECT count(*) FROM claimed), ARRAY[{}]::bigint[]").format(
-            pgsql.SQL(", ").join(counts)
+        pgsql.SQL(
+            "\n, notified AS (\n SELECT pg_notify(n.channel, '') FROM unnest("
+            "ARRAY[{channels}]::text[], ARRAY[{counts}]::bigint[]) AS n(channel, sent)"
+            " WHERE n.sent > 0\n UNION ALL SELECT pg_notify({projections}, '')"
+            " WHERE EXISTS (SELECT 1 FROM claimed))"
+        ).format(
+            channels=pgsql.SQL(", ").join(channels),
+            counts=pgsql.SQL(", ").join(counts),
+            projections=pgsql.Literal(PROJECTION_WAKEUP_CHANNEL),
         )
+        if channels
+        else pgsql.SQL(
+            "\n, notified AS (SELECT pg_notify({projections}, '')"
+            " WHERE EXISTS (SELECT 1 FROM claimed))"
+        ).format(projections=pgsql.Literal(PROJECTION_WAKEUP_CHANNEL))
+    )
+    parts.append(
+        pgsql.SQL(
+            "\nSELECT g.leader, g.routes_ok, (SELECT count(*) FROM claimed),"
+            " ARRAY[{}]::bigint[], (SELECT count(*) FROM notified) FROM guard g"
+        ).format(pgsql.SQL(", ").join(counts))
     )
     return pgsql.Composed(parts).as_string(None), tuple(by_queue)
 
 
-def relay_batch(conn: psycopg.Connection[Any], batch_size: int) -> int | None:
-    """Relay one batch in the connection's current transaction.
+def relay_batch(
+    conn: psycopg.Connection[Any], batch_size: int, table: RouteTable | None = None
+) -> int | None:
+    """Relay one batch in the connection's current transaction, with the routes of ``table``
+    (read here when not given, and again whenever they changed meanwhile).
 
     Returns the number of log rows relayed, or None when another relay holds the leadership.
     """
-    leader = conn.execute(query("outbox.try_relay_leadership")).fetchone()
-    if not leader or not leader[0]:
+    conn.execute(query("outbox.relay_session"))
+    table = table or RouteTable.load(conn)
+    while True:
+        statement, _ = relay_statement(table.routes)
+        result = _outcome(conn.execute(statement, _relay_params(table, batch_size)).fetchone())
+        if not isinstance(result, RoutesChanged):
+            return result
+        table = RouteTable.load(conn)
+
+
+class RoutesChanged:
+    """The relay statement's outcome when the subscriptions are no longer those it was built
+    for: it claimed nothing."""
+
+
+def _relay_params(table: RouteTable, batch_size: int) -> dict[str, Any]:
+    return {"limit": batch_size, "routes_digest": table.digest}
+
+
+def _outcome(row: tuple[Any, ...] | None) -> int | RoutesChanged | None:
+    if row is None:
+        raise RuntimeError("the relay statement returned no row")
+    leader, routes_ok, claimed = bool(row[0]), bool(row[1]), int(row[2])
+    if not leader:
         return None
-    statement, queues = relay_statement(tuple(load_routes(conn)))
-    row = conn.execute(statement, {"limit": batch_size}).fetchone()
-    claimed, sent = (int(row[0]), row[1]) if row else (0, [])
-    if not claimed:
-        return 0
-    channels = [wire.notify_channel(q) for q, n in zip(queues, sent, strict=True) if n]
-    conn.execute(query("outbox.notify"), {"channels": [*channels, PROJECTION_WAKEUP_CHANNEL]})
-    return claimed
+    return claimed if routes_ok else RoutesChanged()
 
 
 def sync_routes(conn: psycopg.Connection[Any], routes: Iterable[Route]) -> None:
@@ -197,10 +274,23 @@ class Relay:
         self._standby_poll = standby_poll_seconds
         self.standby = Standby(standby.RELAY)
         self.relayed_total = 0
+        self._routes: RouteTable | None = None
 
     def relay_once(self) -> int | None:
+        """One batch in one transaction of two statements (the routes are read again only
+        when they changed since the last batch). Not pipelined: for so few statements,
+        psycopg's pipeline mode costs more CPU in this process than the round trips it saves."""
         with self._pool.connection() as conn, conn.transaction():
-            return relay_batch(conn, self._batch_size)
+            if self._routes is not None:
+                conn.execute(query("outbox.relay_session"))
+                statement, _ = relay_statement(self._routes.routes)
+                params = _relay_params(self._routes, self._batch_size)
+                result = _outcome(conn.execute(statement, params).fetchone())
+                if not isinstance(result, RoutesChanged):
+                    return result
+                log.info("the subscriptions changed: the relay reads its routes again")
+            self._routes = RouteTable.load(conn)
+            return relay_batch(conn, self._batch_size, self._routes)
 
     def run(self, stop: threading.Event) -> None:
         """Relay until ``stop`` is set; LISTEN wakes the leader, polling covers a lost

@@ -16,23 +16,49 @@ SELECT pg_notify('haengbok_outbox', '')
 -- A session-level lock: held until released or the session ends (outbox/standby.py).
 SELECT pg_try_advisory_lock(%(key)s::bigint)
 
--- name: try_relay_leadership
--- Only one relay transaction at a time assigns global positions (see 0001_platform.up.sql).
--- The same round trip turns bitmap scans off for the rest of the relay's transaction: the
--- claim must walk event_unrelayed_idx with a plain index scan, which marks the entries of
--- rows relayed long enough ago as dead so later scans skip them; a bitmap scan never does,
--- and each claim re-read every row relayed since the last vacuum.
-SELECT pg_try_advisory_xact_lock(7424651002), set_config('enable_bitmapscan', 'off', true)
+-- name: relay_session
+-- The relay transaction's first statement, sent ahead of the relay statement in the same
+-- pipeline (no round trip of its own). It takes the relay leadership: only one relay
+-- transaction at a time assigns global positions (see 0001_platform.up.sql). Taken here and
+-- not in the relay statement, because a statement sees what committed before it began: a
+-- relay that got the lock while its claim was already running would not see the rows the
+-- previous leader relayed meanwhile, and would relay them again. The outcome stays in a
+-- transaction-local setting for the relay statement's guard (relay_guard). Bitmap scans go
+-- off for the transaction, so the relay statement is planned without them: the claim must
+-- walk event_unrelayed_idx with a plain index scan, which marks the entries of rows relayed
+-- long enough ago as dead so later scans skip them; a bitmap scan never does, and each claim
+-- re-read every row relayed since the last vacuum.
+SELECT set_config('haengbok.relay_leader', pg_try_advisory_xact_lock(7424651002)::text, true),
+       set_config('enable_bitmapscan', 'off', true)
+
+-- name: relay_guard
+-- The relay statement's first step: it claims only while this transaction leads
+-- (relay_session) and the routes are those it was built for.
+SELECT coalesce(current_setting('haengbok.relay_leader', true), '') = 'true' AS leader,
+       ({routes_digest}) = %(routes_digest)s AS routes_ok
+
+-- name: relay_lock
+-- The same leadership, alone: for tools and tests that assign global positions without
+-- relaying (projections' tests).
+SELECT pg_try_advisory_xact_lock(7424651002)
+
+-- name: routes_digest
+-- What the relay's statement was built for: changes whenever a subscription does.
+SELECT md5(coalesce(string_agg(
+           s.name || '|' || s.queue_name || '|' || array_to_string(s.message_types, ',')
+           || '|' || s.ordered::text, ';' ORDER BY s.name), ''))
+FROM outbox.subscription s
 
 -- name: claim_batch
--- Runs only under the relay leadership lock. global_position continues from the current
--- maximum in position order; the relay's sends to pgmq commit in this same transaction.
+-- The LIMIT is the limit parameter, or in the relay statement that limit only while its guard
+-- holds (outbox.relay.claim_query). global_position continues from the current maximum in
+-- position order; the relay's sends to pgmq commit in this same transaction.
 WITH batch AS (
     SELECT position, row_number() OVER (ORDER BY position) AS rn
     FROM (SELECT position FROM outbox.event
           WHERE global_position IS NULL
           ORDER BY position
-          LIMIT %(limit)s) b
+          LIMIT {limit}) b
 ), head AS (
     SELECT coalesce(max(global_position), 0) AS g FROM outbox.event
 )
@@ -45,7 +71,8 @@ RETURNING e.position, e.global_position, e.event_id, e.kind, e.type, e.stream, e
           e.payload, e.correlation_id, e.causation_id, e.actor, e.occurred_at
 
 -- name: subscriptions
-SELECT name, queue_name, message_types, ordered FROM outbox.subscription
+-- With the digest of them all (routes_digest), which the relay statement checks.
+SELECT name, queue_name, message_types, ordered, ({routes_digest}) FROM outbox.subscription
 
 -- name: upsert_subscription
 INSERT INTO outbox.subscription (name, queue_name, message_types, ordered)

@@ -12,9 +12,9 @@ from psycopg.rows import dict_row
 from outbox import wire
 from outbox.envelope import Envelope, MessageContext, NewMessage
 from outbox.log import append
-from outbox.relay import sync_routes
+from outbox.relay import claim_query, sync_routes
 from outbox.sagas import DEADLINE_TYPE, SagaRunner
-from sql import migrate, query
+from sql import migrate
 from sql.schema_snapshot import REFERENCE_FILE, snapshot
 from tests.example.shop import OrderSaga
 
@@ -96,7 +96,7 @@ class TestRelayClaimIndex:
             messages = [NewMessage("test.Opened", f"cart-{i}", {}) for i in range(3)]
             append(conn, messages, MessageContext.new("test"))
             conn.commit()
-            claimed = conn.execute(query("outbox.claim_batch"), {"limit": 2}).fetchall()
+            claimed = conn.execute(claim_query(), {"limit": 2}).fetchall()
             conn.commit()
             assert len(claimed) == 2
             definition = conn.execute(

@@ -10,11 +10,21 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
+from outbox import wire
 from outbox.broker_message import decode
 from outbox.envelope import Envelope, MessageContext, NewMessage
 from outbox.log import ConcurrencyConflict, append
-from outbox.relay import Route, message_id, relay_batch, sync_routes
+from outbox.relay import (
+    PROJECTION_WAKEUP_CHANNEL,
+    Relay,
+    Route,
+    message_id,
+    relay_batch,
+    sync_routes,
+)
+from sql import query
 
 ORDERS = Route(
     "orders_policy", "orders_policy", frozenset({"shop.OrderPlaced", "shop.OrderPaid"}), True
@@ -169,9 +179,30 @@ class TestGapSafety:
         assert _relay_all(database_url) == 0
 
 
+def _relay_with_batches(url: str, batch_size: int, done: threading.Event) -> None:
+    """relay_batch in a transaction of its own, as tools and tests call it."""
+    with psycopg.connect(url) as conn:
+        while True:
+            with conn.transaction():
+                relayed = relay_batch(conn, batch_size)
+            if done.is_set() and relayed == 0:
+                return
+
+
+def _relay_pipelined(url: str, batch_size: int, done: threading.Event) -> None:
+    """Relay.relay_once: one pipelined round trip per batch, as the workers' relays run."""
+    with ConnectionPool(url, min_size=1, max_size=1, open=True) as pool:
+        relay = Relay(pool, url, batch_size=batch_size)
+        while True:
+            relayed = relay.relay_once()
+            if done.is_set() and relayed == 0:
+                return
+
+
 class TestConcurrency:
+    @pytest.mark.parametrize("relay_loop", [_relay_with_batches, _relay_pipelined])
     def test_concurrent_writers_and_two_relays_deliver_each_event_once_in_stream_order(
-        self, database_url: str
+        self, database_url: str, relay_loop: Any
     ) -> None:
         _subscribe(database_url, ORDERS)
         streams = [f"order-{i}" for i in range(8)]
@@ -195,12 +226,7 @@ class TestConcurrency:
 
         def relay() -> None:
             try:
-                with psycopg.connect(database_url) as conn:
-                    while True:
-                        with conn.transaction():
-                            done = relay_batch(conn, 17)
-                        if writers_done.is_set() and done == 0:
-                            return
+                relay_loop(database_url, 17, writers_done)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -229,6 +255,67 @@ class TestConcurrency:
         for stream, got in versions.items():
             assert got == sorted(got), f"{stream} out of order: {got}"
             assert got == list(range(1, len(got) + 1))
+
+
+class TestRelayOnce:
+    def test_a_relay_that_does_not_lead_claims_nothing(self, database_url: str) -> None:
+        _subscribe(database_url, ORDERS)
+        with (
+            psycopg.connect(database_url) as leader,
+            ConnectionPool(database_url, min_size=1, max_size=1) as pool,
+        ):
+            with leader.transaction():
+                assert leader.execute(query("outbox.relay_lock")).fetchone() == (True,)
+                with psycopg.connect(database_url) as conn:
+                    _append(conn, "order-1")
+                relay = Relay(pool, database_url)
+                assert relay.relay_once() is None
+                assert relay.relay_once() is None  # with its routes cached, too
+            assert relay.relay_once() == 1
+            assert len(_queue(leader, "orders_policy")) == 1
+
+    def test_routes_that_changed_since_the_last_batch_are_read_again(
+        self, database_url: str
+    ) -> None:
+        """The relay keeps its routes between batches; a worker that starts with other
+        subscribers changes them, and the next batch follows the new ones."""
+        _subscribe(database_url, ORDERS)
+        with (
+            psycopg.connect(database_url, autocommit=True) as conn,
+            ConnectionPool(database_url, min_size=1, max_size=1) as pool,
+        ):
+            relay = Relay(pool, database_url)
+            _append(conn, "order-1")
+            assert relay.relay_once() == 1
+            _subscribe(database_url, ORDERS, AUDIT)
+            _append(conn, "order-2")
+            assert relay.relay_once() == 1
+            narrower = Route("orders_policy", "orders_policy", frozenset({"shop.OrderPaid"}), True)
+            _subscribe(database_url, narrower)
+            _append(conn, "order-3")
+            assert relay.relay_once() == 1
+            orders = [m["body"]["args"][0]["stream"] for m in _queue(conn, "orders_policy")]
+            audit = [m["body"]["args"][0]["stream"] for m in _queue(conn, "audit_trail")]
+        assert orders == ["order-1", "order-2"]
+        assert audit == ["order-2", "order-3"]
+
+    def test_only_the_queues_that_got_messages_and_the_projections_are_notified(
+        self, database_url: str
+    ) -> None:
+        _subscribe(database_url, ORDERS, AUDIT)
+        channels = [wire.notify_channel(q) for q in ("orders_policy", "audit_trail")]
+        with (
+            psycopg.connect(database_url, autocommit=True) as listener,
+            psycopg.connect(database_url, autocommit=True) as conn,
+            ConnectionPool(database_url, min_size=1, max_size=1) as pool,
+        ):
+            for channel in [*channels, PROJECTION_WAKEUP_CHANNEL]:
+                listener.execute(f'LISTEN "{channel}"')
+            _append(conn, "order-1", "shop.OrderPaid")
+            assert Relay(pool, database_url).relay_once() == 1
+            got = {n.channel for n in listener.notifies(timeout=2.0, stop_after=2)}
+            got |= {n.channel for n in listener.notifies(timeout=0.2)}
+        assert got == {wire.notify_channel("orders_policy"), PROJECTION_WAKEUP_CHANNEL}
 
 
 class TestAtomicity:

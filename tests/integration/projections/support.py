@@ -12,6 +12,7 @@ from psycopg import sql
 
 from outbox.envelope import MessageContext, NewMessage
 from outbox.log import append
+from outbox.relay import claim_query
 from projections.projector import Table
 from projections.runner import ProjectionRunner
 from sql import query
@@ -29,9 +30,9 @@ def append_events(
 def relay_positions(url: str, limit: int = 10_000) -> int:
     """Assign global positions exactly as the relay does, then wake the projection runners."""
     with psycopg.connect(url) as conn, conn.transaction():
-        leader = conn.execute(query("outbox.try_relay_leadership")).fetchone()
+        leader = conn.execute(query("outbox.relay_lock")).fetchone()
         assert leader is not None and leader[0] is True, "no relay runs in tests, so this must lead"
-        claimed = len(conn.execute(query("outbox.claim_batch"), {"limit": limit}).fetchall())
+        claimed = len(conn.execute(claim_query(), {"limit": limit}).fetchall())
         conn.execute(query("projection.wakeup"))
     return claimed
 

@@ -9,6 +9,7 @@ import psycopg
 
 from outbox.envelope import MessageContext, NewMessage
 from outbox.log import append
+from outbox.relay import RouteTable, claim_query, relay_statement
 from sql import query
 from tests.integration.projections.support import relay_positions
 from tests.integration.projections.timeline import ITEM_ADDED, OPENED, UNHANDLED
@@ -46,18 +47,25 @@ class TestRelayClaimPlan:
     ) -> None:
         """A bitmap scan never marks dead index entries, so every claim re-read each row
         relayed since the last vacuum (1,700 index entries per claim in a drain bench); the
-        leadership statement turns bitmap scans off for the relay's transaction."""
+        relay's session statement turns bitmap scans off for its transaction, ahead of the
+        relay statement (which is planned with them off)."""
         with psycopg.connect(database_url) as conn:
             conn.execute("ANALYZE outbox.event")  # statistics of an empty log, as at start
             conn.commit()
             messages = [NewMessage(OPENED, f"cart-{i}", {}) for i in range(2000)]
             append(conn, messages, MessageContext.new("test"))
             conn.commit()
-            conn.execute(query("outbox.claim_batch"), {"limit": 1950}).fetchall()
+            conn.execute(claim_query(), {"limit": 1950}).fetchall()
             conn.commit()
             with conn.transaction():
-                leader = conn.execute(query("outbox.try_relay_leadership")).fetchone()
-                assert leader is not None and leader[0] is True
-                claim = _plan(conn, "outbox.claim_batch", {"limit": 500})
+                conn.execute(query("outbox.relay_session"))
+                table = RouteTable.load(conn)
+                statement, _ = relay_statement(table.routes)
+                row = conn.execute(
+                    f"EXPLAIN (FORMAT JSON) {statement}",
+                    {"limit": 500, "routes_digest": table.digest},
+                ).fetchone()
+                assert row is not None
+                claim = json.dumps(row[0])
         assert "event_unrelayed_idx" in claim
         assert "Bitmap" not in claim
