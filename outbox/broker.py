@@ -110,6 +110,7 @@ class PgmqBroker(dramatiq.Broker):
         self._resources: ProcessResources | None = None
         self._created: set[str] = set()
         self._settled: set[tuple[str, int]] = set()
+        self._leading: set[tuple[str, int]] = set()
         self._ordered = {wire.check_queue_name(q) for q in ordered_queues}
         self._batching: dict[str, Batching] = {}
         if middleware is None:
@@ -304,10 +305,14 @@ class PgmqBroker(dramatiq.Broker):
         must roll back. Either way the worker's later ack makes no second round trip.
         """
         queue, msg_id = message.queue_name, int(message.options[wire.MSG_ID_OPTION])
-        row = conn.execute(queue_query("delete", queue), {"msg_id": msg_id}).fetchone()
+        if self.is_ordered(queue):
+            deleted = msg_id in self._delete_telling_followers(conn, queue, [msg_id])
+        else:
+            row = conn.execute(queue_query("delete", queue), {"msg_id": msg_id}).fetchone()
+            deleted = row is not None
         with self._lock:
             self._settled.add((queue, msg_id))
-        return row is not None
+        return deleted
 
     def ack_many_in_transaction(
         self, conn: psycopg.Connection[Any], queue_name: str, msg_ids: list[int]
@@ -316,8 +321,34 @@ class PgmqBroker(dramatiq.Broker):
         still there (the others were finished by another delivery and must not run again).
         The rows stay locked until the transaction ends, so a concurrent delivery of one of
         them waits for this one's outcome."""
+        if self.is_ordered(queue_name):
+            return self._delete_telling_followers(conn, queue_name, msg_ids)
         rows = conn.execute(queue_query("delete_many", queue_name), {"msg_ids": msg_ids})
         return {int(r[0]) for r in rows.fetchall()}
+
+    def _delete_telling_followers(
+        self, conn: psycopg.Connection[Any], queue: str, msg_ids: list[int]
+    ) -> set[int]:
+        """Delete from an ordered queue, noting the messages whose delete lets a later one of
+        their FIFO group out (``lets_out``)."""
+        rows = conn.execute(
+            queue_query("delete_telling_followers", queue), {"msg_ids": msg_ids}
+        ).fetchall()
+        leading = [(queue, int(r[0])) for r in rows if r[1]]
+        if leading:
+            with self._lock:
+                self._leading.update(leading)
+        return {int(r[0]) for r in rows}
+
+    def lets_out(self, queue_name: str, msg_ids: Iterable[int]) -> bool:
+        """True (once) if deleting one of these messages in a handler's transaction let a
+        later message of its FIFO group out: the consumer should read again at once."""
+        keys = {(queue_name, msg_id) for msg_id in msg_ids}
+        with self._lock:
+            found = not keys.isdisjoint(self._leading)
+            if found:
+                self._leading.difference_update(keys)
+        return found
 
     # -- Used by the consumer, the retries and tests --------------------------------------
 

@@ -215,14 +215,23 @@ class PgmqConsumer(Consumer):
         sql = query("broker.set_visible_in" if counted else "broker.retry_uncounted")
         self._broker.run(lambda conn: conn.execute(sql, params))
 
-    def _settle(self, message: MessageProxy) -> tuple[PgmqMessageProxy, bool]:
+    def _settle(self, message: MessageProxy) -> tuple[PgmqMessageProxy, bool, bool]:
+        """The delivery as ours, whether its handler already deleted it (settled) and whether
+        to read again at once (wake): its end gave back room this consumer lacked to read, or
+        its delete let out a later message of its FIFO group. Otherwise a read now would only
+        repeat the last one: a new message rings the doorbell itself (NOTIFY)."""
         if not isinstance(message, PgmqMessageProxy):
             raise TypeError(f"not a message delivered by PgmqBroker: {message!r}")
         with self._lock:
+            room_before = self.prefetch - len(self._in_flight)
             self._in_flight.difference_update(message.msg_ids)
+            room_after = self.prefetch - len(self._in_flight)
+        wake = room_before < self._low_water <= room_after
+        if self._broker.lets_out(self.queue_name, message.msg_ids):
+            wake = True
         if isinstance(message, PgmqBatchProxy):
-            return message, message.done
-        return message, self._broker.forget_settled(self.queue_name, message.msg_id)
+            return message, message.done, wake
+        return message, self._broker.forget_settled(self.queue_name, message.msg_id), wake
 
     def _split(self, batch: PgmqBatchProxy) -> None:
         """Make the messages of a batch that did not commit visible again at once; having
@@ -234,21 +243,25 @@ class PgmqConsumer(Consumer):
         self._make_visible(batch.msg_ids, 0)
 
     def ack(self, message: MessageProxy) -> None:
-        proxy, settled = self._settle(message)
+        proxy, settled, wake = self._settle(message)
         try:
             if isinstance(proxy, PgmqBatchProxy):
                 if not settled:
                     self._split(proxy)
+                    wake = True
             elif proxy.retry_in_ms is not None:
                 # Stays in the queue; an ordered group stays blocked behind it while it waits.
                 self._make_visible([proxy.msg_id], proxy.retry_in_ms, counted=proxy.attempt_counts)
+                wake = True
             elif not settled:
+                # Deleted by the next exchange, which reads in the same round trip.
                 self._acks.add(proxy.msg_id, monotonic())
         finally:
-            self._bell.ring()
+            if wake:
+                self._bell.ring()
 
     def nack(self, message: MessageProxy) -> None:
-        proxy, settled = self._settle(message)
+        proxy, settled, _ = self._settle(message)
         if isinstance(proxy, PgmqBatchProxy):
             try:
                 if not settled:
@@ -269,7 +282,7 @@ class PgmqConsumer(Consumer):
         """Messages the worker will not run (shutdown): visible again at once, for anyone."""
         ids = []
         for message in messages:
-            proxy, _ = self._settle(message)
+            proxy, _, _ = self._settle(message)
             ids.extend(proxy.msg_ids)
         if ids:
             self._make_visible(ids, 0)

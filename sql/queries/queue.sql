@@ -12,6 +12,17 @@ DELETE FROM {queue_table} WHERE msg_id = %(msg_id)s::bigint RETURNING msg_id
 -- name: delete_many
 DELETE FROM {queue_table} WHERE msg_id = ANY(%(msg_ids)s::bigint[]) RETURNING msg_id
 
+-- name: delete_telling_followers
+-- A handler's ack on an ordered queue: whether each deleted message had a later one of its FIFO
+-- group waiting (one probe of the group index each), which its delete lets out. The consumer
+-- reads again at once only then (or when it was out of room).
+DELETE FROM {queue_table} m WHERE m.msg_id = ANY(%(msg_ids)s::bigint[])
+RETURNING m.msg_id, EXISTS (
+    SELECT 1 FROM {queue_table} e
+    WHERE coalesce(e.headers ->> 'x-pgmq-group', '_default_fifo_group')
+        = coalesce(m.headers ->> 'x-pgmq-group', '_default_fifo_group')
+      AND e.msg_id > m.msg_id)
+
 -- name: send
 INSERT INTO {queue_table} (vt, message, headers)
 VALUES (clock_timestamp() + make_interval(secs => %(delay_ms)s::float8 / 1000),

@@ -379,3 +379,100 @@ class TestIdlePolling:
         consumer.close()
         assert SHORT_SLEEP_POLLS == 4 and consumer.empty_reads >= 3
         assert asked_after[:1] == [3], "not before the 40 and 80 ms sleeps, before the 160"
+
+
+class TestReadingAgainAfterAcks:
+    """After a delivery ends the consumer reads again at once only when that can find
+    something: its delete let out a later message of the same FIFO group, or it gave back
+    room the consumer lacked to read. New messages ring the doorbell themselves (NOTIFY), so a
+    read after every ack came back empty (one read in four at 25 reservations/s). The polls
+    here are seconds apart, so a message delivered within the consumer's 1 s timeout was
+    read because the ack rang."""
+
+    def _consumer(self, broker: PgmqBroker, queue: str, prefetch: int = 2) -> PgmqConsumer:
+        # The LISTEN connection rings every doorbell once it is up: let that ring come first.
+        bell = broker.doorbell(queue)
+        wait_until(lambda: bell.ticket() >= 1, timeout=10)
+        consumer = broker.consume(queue, prefetch=prefetch, timeout=1000)
+        assert isinstance(consumer, PgmqConsumer)
+        return consumer
+
+    def _ack_in_handler(self, broker: PgmqBroker, database_url: str, delivered: Any) -> None:
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            assert broker.ack_in_transaction(conn, delivered)
+
+    def test_an_ack_that_lets_the_next_message_of_its_group_out_reads_it_at_once(
+        self, make_pgmq_broker: MakeBroker, database_url: str
+    ) -> None:
+        broker = make_pgmq_broker(poll_min_ms=5000, poll_max_ms=10_000)
+        broker.declare_queue("followers", ordered=True)
+        for n in (1, 2):
+            broker.enqueue(_message("followers", n), group="g")
+        consumer = self._consumer(broker, "followers")
+        first = next(consumer)
+        assert first is not None and first.args == (1,)
+        self._ack_in_handler(broker, database_url, first)
+        consumer.ack(first)
+        second = next(consumer)
+        consumer.close()
+        assert second is not None and second.args == (2,)
+
+    def test_a_batch_whose_deletes_let_followers_out_reads_them_at_once(
+        self, make_pgmq_broker: MakeBroker, database_url: str
+    ) -> None:
+        broker = make_pgmq_broker(poll_min_ms=5000, poll_max_ms=10_000)
+        broker.declare_queue("batch_followers", ordered=True)
+        for n, group in ((1, "a"), (2, "b"), (3, "b")):
+            broker.enqueue(_message("batch_followers", n), group=group)
+        consumer = self._consumer(broker, "batch_followers", prefetch=4)
+        read = [next(consumer), next(consumer)]
+        assert [m.args for m in read if m is not None] == [(1,), (2,)]
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            ids = [int(m.options[wire.MSG_ID_OPTION]) for m in read if m is not None]
+            assert broker.ack_many_in_transaction(conn, "batch_followers", ids) == set(ids)
+        for message in read:
+            assert message is not None
+            consumer.ack(message)
+        third = next(consumer)
+        consumer.close()
+        assert third is not None and third.args == (3,)
+
+    @pytest.mark.parametrize("ordered", [True, False])
+    def test_an_ack_with_nothing_behind_it_does_not_read_again(
+        self, make_pgmq_broker: MakeBroker, database_url: str, ordered: bool
+    ) -> None:
+        broker = make_pgmq_broker(poll_min_ms=5000, poll_max_ms=10_000)
+        broker.declare_queue("alone", ordered=ordered)
+        broker.enqueue(_message("alone", 1), group="g" if ordered else None)
+        consumer = self._consumer(broker, "alone")
+        delivered = next(consumer)
+        assert delivered is not None
+        self._ack_in_handler(broker, database_url, delivered)
+        consumer.ack(delivered)
+        assert next(consumer) is None  # a second's wait, with no read
+        consumer.close()
+        assert consumer.empty_reads == 0
+
+    def test_an_ack_that_gives_back_the_room_to_read_wakes_a_waiting_consumer(
+        self, make_pgmq_broker: MakeBroker, database_url: str
+    ) -> None:
+        broker = make_pgmq_broker(poll_min_ms=5000, poll_max_ms=10_000)
+        broker.declare_queue("no_room")
+        for n in (1, 2, 3):
+            broker.enqueue(_message("no_room", n))
+        bell = broker.doorbell("no_room")
+        wait_until(lambda: bell.ticket() >= 1, timeout=10)
+        consumer = broker.consume("no_room", prefetch=2, timeout=20_000)
+        assert isinstance(consumer, PgmqConsumer)
+        held = [next(consumer), next(consumer)]  # the whole prefetch: no room to read more
+        assert [m.args for m in held if m is not None] == [(1,), (2,)]
+        got: list[Any] = []
+        waiter = threading.Thread(target=lambda: got.append(next(consumer)))
+        waiter.start()  # sleeps: no room to read, and the next poll is seconds away
+        assert held[0] is not None
+        self._ack_in_handler(broker, database_url, held[0])
+        consumer.ack(held[0])
+        wait_until(lambda: bool(got), timeout=5)  # not the consumer's 20 s timeout
+        waiter.join()
+        consumer.close()
+        assert got[0] is not None and got[0].args == (3,)
