@@ -69,6 +69,11 @@ class PgmqBroker(dramatiq.Broker):
     Queues are unordered unless named in ``ordered_queues`` or declared with
     ``declare_queue(name, ordered=True)``; an ordered queue hands out at most one message per
     FIFO group (``options["group"]`` of a message) at a time, across all processes.
+
+    Consumers wake on NOTIFY (sent with each undelayed message, and when a delete lets out the
+    next message of a FIFO group) and otherwise sleep until the next delayed, backing-off or
+    in-flight message becomes visible, which every read reports: at least ``poll_min_ms``, at
+    most ``poll_max_ms`` (what a lost notification, or a message sent without one, can wait).
     """
 
     def __init__(
@@ -330,10 +335,10 @@ class PgmqBroker(dramatiq.Broker):
         self, conn: psycopg.Connection[Any], queue: str, msg_ids: list[int]
     ) -> set[int]:
         """Delete from an ordered queue, noting the messages whose delete lets a later one of
-        their FIFO group out (``lets_out``)."""
-        rows = conn.execute(
-            queue_query("delete_telling_followers", queue), {"msg_ids": msg_ids}
-        ).fetchall()
+        their FIFO group out (``lets_out``); the statement then NOTIFYs the queue's consumers
+        at commit, in every process."""
+        params = {"msg_ids": msg_ids, "channel": wire.notify_channel(queue)}
+        rows = conn.execute(queue_query("delete_telling_followers", queue), params).fetchall()
         leading = [(queue, int(r[0])) for r in rows if r[1]]
         if leading:
             with self._lock:

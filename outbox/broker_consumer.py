@@ -41,9 +41,6 @@ log = logging.getLogger(__name__)
 # one that kills its worker every time and is parked: a database outage must not dead-letter
 # healthy messages, while a crash-looping one is still stopped.
 UNFINISHED_DELIVERY_GRACE = 3
-#: An idle consumer asks when the next invisible message shows only before a sleep longer than
-#: this many poll_min: a delayed or backing-off message is seen at most that much late.
-SHORT_SLEEP_POLLS = 4
 
 
 class PgmqConsumer(Consumer):
@@ -67,15 +64,15 @@ class PgmqConsumer(Consumer):
         self._low_water = max(1, self.prefetch // 2)
         self._seen = self._bell.ticket()
         self._dirty = True
-        self._misses = 0
         self._next_poll = 0.0
 
     def __next__(self) -> PgmqMessageProxy | None:
         """The next message, or None after ``timeout`` ms without one (Dramatiq's worker
-        needs the None to notice a shutdown). Sleeps until a doorbell ring, the next poll
-        (backing off while the queue stays empty, but never more than SHORT_SLEEP_POLLS x
-        poll_min past the moment the next delayed or backing-off message becomes visible) or
-        due acks, whichever comes first."""
+        needs the None to notice a shutdown). Sleeps until a doorbell ring (a NOTIFY: a new
+        message, or one its group's head let out), the moment the next delayed, backing-off
+        or in-flight message becomes visible (each read says when; poll_min at the least),
+        poll_max at the most (a lost notification costs that much), or due acks, whichever
+        comes first. No blind polls: a read only repeats when something may have changed."""
         deadline = monotonic() + self.timeout / 1000
         while True:
             if self._cache:
@@ -111,25 +108,19 @@ class PgmqConsumer(Consumer):
             raise
         if qty == 0:
             return
+        due = rows[0][6] if rows else None  # every row says it, the NULL row too
+        rows = [row for row in rows if row[0] is not None]
         self._dirty = len(rows) >= qty  # a full batch: there may be more right away
-        if rows:
-            self._misses, self._next_poll = 0, monotonic() + self._broker.poll_min_seconds
-            admitted = [p for p in map(self._admit, rows) if p is not None]
-            self._cache.extend(self._batched(admitted) if self._batching else admitted)
+        broker = self._broker
+        wait = broker.poll_max_seconds if due is None else float(due)
+        self._next_poll = monotonic() + min(
+            max(wait, broker.poll_min_seconds), broker.poll_max_seconds
+        )
+        if not rows:
+            self.empty_reads += 1
             return
-        self._misses += 1
-        self.empty_reads += 1
-        backoff = self._broker.poll_min_seconds * 2 ** min(self._misses, 16)
-        wait = min(backoff, self._broker.poll_max_seconds)
-        if wait > SHORT_SLEEP_POLLS * self._broker.poll_min_seconds:
-            # Before a short sleep the next poll comes soon enough for a message that becomes
-            # visible meanwhile: no need to ask. With two workers on a queue most reads after a
-            # notification miss (the other took the message); asking after each cost a round
-            # trip per miss.
-            due = self._broker.run(self._seconds_until_visible)
-            if due is not None and due > 0:
-                wait = min(wait, due)
-        self._next_poll = monotonic() + wait
+        admitted = [p for p in map(self._admit, rows) if p is not None]
+        self._cache.extend(self._batched(admitted) if self._batching else admitted)
 
     def _round_trip(
         self, conn: psycopg.Connection[Any], deletes: list[int], qty: int
@@ -148,10 +139,6 @@ class PgmqConsumer(Consumer):
             if qty > 0:
                 cursor = conn.execute(read, params)
         return [] if cursor is None else cursor.fetchall()
-
-    def _seconds_until_visible(self, conn: psycopg.Connection[Any]) -> float | None:
-        value = conn.execute(queue_query("seconds_until_visible", self.queue_name)).fetchone()
-        return None if value is None or value[0] is None else float(value[0])
 
     def _batched(self, proxies: list[PgmqMessageProxy]) -> list[PgmqMessageProxy]:
         """First-time deliveries in batches for the batch actor; the others alone."""
@@ -173,7 +160,7 @@ class PgmqConsumer(Consumer):
 
     def _admit(self, row: tuple[Any, ...]) -> PgmqMessageProxy | None:
         """A read message for delivery, or None when it must not run (parked)."""
-        msg_id, read_ct, enqueued_at, body, headers, blocked_by = row
+        msg_id, read_ct, enqueued_at, body, headers, blocked_by, _ = row
         stored = StoredMessage(self.queue_name, msg_id, read_ct, enqueued_at, body, headers)
         if blocked_by is not None:
             if self._broker.run(lambda conn: parking.park_behind(conn, stored)) is None:

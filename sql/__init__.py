@@ -52,6 +52,12 @@ def query(name: str) -> str:
 @cache
 def queue_query(name: str, queue: str) -> str:
     """A block of ``queue.sql`` for one pgmq queue: ``{queue_table}`` becomes its table
-    ``pgmq.q_<queue>``, quoted as an identifier (pgmq's own naming, which lowercases)."""
+    ``pgmq.q_<queue>``, quoted as an identifier (pgmq's own naming, which lowercases), and
+    ``{next_visible}`` the block of that name for the same table."""
     table = pgsql.Identifier("pgmq", f"q_{queue}".lower())
-    return pgsql.SQL(query(f"queue.{name}")).format(queue_table=table).as_string()
+    next_visible = pgsql.SQL(query("queue.next_visible")).format(queue_table=table)
+    return (
+        pgsql.SQL(query(f"queue.{name}"))
+        .format(queue_table=table, next_visible=next_visible)
+        .as_string()
+    )

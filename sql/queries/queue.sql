@@ -14,14 +14,20 @@ DELETE FROM {queue_table} WHERE msg_id = ANY(%(msg_ids)s::bigint[]) RETURNING ms
 
 -- name: delete_telling_followers
 -- A handler's ack on an ordered queue: whether each deleted message had a later one of its FIFO
--- group waiting (one probe of the group index each), which its delete lets out. The consumer
--- reads again at once only then (or when it was out of room).
-DELETE FROM {queue_table} m WHERE m.msg_id = ANY(%(msg_ids)s::bigint[])
-RETURNING m.msg_id, EXISTS (
-    SELECT 1 FROM {queue_table} e
-    WHERE coalesce(e.headers ->> 'x-pgmq-group', '_default_fifo_group')
-        = coalesce(m.headers ->> 'x-pgmq-group', '_default_fifo_group')
-      AND e.msg_id > m.msg_id)
+-- group waiting (one probe of the group index each), which its delete lets out. If one did,
+-- the queue's consumers in every process are told at commit (the channel parameter): their
+-- reads do not wait for such messages (see read_group_heads).
+WITH deleted AS (
+    DELETE FROM {queue_table} m WHERE m.msg_id = ANY(%(msg_ids)s::bigint[])
+    RETURNING m.msg_id, EXISTS (
+        SELECT 1 FROM {queue_table} e
+        WHERE coalesce(e.headers ->> 'x-pgmq-group', '_default_fifo_group')
+            = coalesce(m.headers ->> 'x-pgmq-group', '_default_fifo_group')
+          AND e.msg_id > m.msg_id) AS lets_out
+), told AS (
+    SELECT pg_notify(%(channel)s::text, '') WHERE EXISTS (SELECT 1 FROM deleted WHERE lets_out)
+)
+SELECT d.msg_id, d.lets_out FROM deleted d CROSS JOIN (SELECT count(*) FROM told) t
 
 -- name: send
 INSERT INTO {queue_table} (vt, message, headers)
@@ -45,18 +51,33 @@ RETURNING msg_id
 -- ids go to the UPDATE as an array, which it can only look up by primary key: joined as a
 -- table, a small pick from a queue whose statistics count many rows (busy queues churn
 -- through dead tuples) was planned as a hash join over a sequential scan of the whole heap.
-UPDATE {queue_table} m
-SET vt = clock_timestamp() + make_interval(secs => %(vt)s::integer),
-    read_ct = m.read_ct + 1,
-    last_read_at = clock_timestamp()
-WHERE m.msg_id = ANY(ARRAY(
-    SELECT msg_id
-    FROM {queue_table}
-    WHERE vt <= clock_timestamp()
-    ORDER BY msg_id
-    LIMIT %(qty)s
-    FOR UPDATE SKIP LOCKED))
-RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.message, m.headers, NULL::bigint AS blocked_by
+-- Every row also says how long until the next message that is not visible now (delayed,
+-- backing off or in flight) shows up; with nothing taken, one row of NULLs says it alone
+-- (next_visible, below): the consumer sleeps until then, or until a NOTIFY.
+WITH taken AS (
+    UPDATE {queue_table} m
+    SET vt = clock_timestamp() + make_interval(secs => %(vt)s::integer),
+        read_ct = m.read_ct + 1,
+        last_read_at = clock_timestamp()
+    WHERE m.msg_id = ANY(ARRAY(
+        SELECT msg_id
+        FROM {queue_table}
+        WHERE vt <= clock_timestamp()
+        ORDER BY msg_id
+        LIMIT %(qty)s
+        FOR UPDATE SKIP LOCKED))
+    RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.message, m.headers
+), due AS (
+    {next_visible}
+)
+SELECT t.msg_id, t.read_ct, t.enqueued_at, t.message, t.headers, NULL::bigint AS blocked_by,
+       d.seconds
+FROM taken t CROSS JOIN due d
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, d.seconds
+FROM due d
+WHERE NOT EXISTS (SELECT 1 FROM taken)
+ORDER BY 1 NULLS LAST
 
 -- name: read_group_heads
 -- A message is handed out only when no earlier message of its FIFO group is still in the
@@ -65,7 +86,9 @@ RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.message, m.headers, NULL::bigint
 -- group expression must stay exactly the index's), walking the queue in msg_id order up to
 -- qty; pgmq.read_grouped_head instead groups the whole table on every read.
 -- blocked_by names a parked message of the same group: the message must be parked behind it,
--- or the group's order would break.
+-- or the group's order would break. The time until the next message shows up comes as in read.
+-- A visible message waiting behind its group's head in flight is not counted: the head's
+-- delete tells (delete_telling_followers).
 WITH heads AS (
     SELECT m.msg_id
     FROM {queue_table} m
@@ -86,18 +109,26 @@ WITH heads AS (
         last_read_at = clock_timestamp()
     WHERE m.msg_id = ANY(ARRAY(SELECT msg_id FROM heads))
     RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.message, m.headers
+), due AS (
+    {next_visible}
 )
 SELECT t.msg_id, t.read_ct, t.enqueued_at, t.message, t.headers,
        (SELECT min(p.id)
         FROM ops.parked_message p
         WHERE p.queue_name = %(queue)s::text
-          AND p.group_key = t.headers ->> 'x-pgmq-group') AS blocked_by
-FROM taken t
-ORDER BY t.msg_id
+          AND p.group_key = t.headers ->> 'x-pgmq-group') AS blocked_by,
+       d.seconds
+FROM taken t CROSS JOIN due d
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, d.seconds
+FROM due d
+WHERE NOT EXISTS (SELECT 1 FROM taken)
+ORDER BY 1 NULLS LAST
 
--- name: seconds_until_visible
--- How long until the next invisible message (delayed, backing off, or in flight) shows up;
--- an idle consumer sleeps until then instead of polling blindly. pgmq indexes vt.
-SELECT extract(epoch FROM min(vt) - clock_timestamp())::float8
+-- name: next_visible
+-- Part of the reads: seconds until the next message that is not visible now shows up (NULL
+-- with none). pgmq indexes vt. The snapshot is the read's: the messages it takes still show
+-- their old vt, which has passed.
+SELECT extract(epoch FROM min(vt) - clock_timestamp())::float8 AS seconds
 FROM {queue_table}
 WHERE vt > clock_timestamp()

@@ -16,7 +16,7 @@ import pytest
 
 from outbox import wire
 from outbox.broker import PgmqBroker
-from outbox.broker_consumer import SHORT_SLEEP_POLLS, UNFINISHED_DELIVERY_GRACE, PgmqConsumer
+from outbox.broker_consumer import UNFINISHED_DELIVERY_GRACE, PgmqConsumer
 from outbox.parking import discard_parked, list_parked, requeue_parked
 from tests.integration.broker.conftest import running_worker
 from tests.waiting import wait_until
@@ -353,32 +353,68 @@ class TestEnqueueBatch:
 
 
 class TestIdlePolling:
-    def test_an_idle_consumer_asks_when_the_next_message_shows_only_before_long_sleeps(
+    """A consumer never polls blindly: every read says when the next message that is not
+    visible yet shows up, and it sleeps until then (or poll_max), unless a NOTIFY rings first.
+    Before, empty reads repeated at 20, 40, 80 ms... and an idle consumer asked for that time
+    in a round trip of its own: with two workers, four reads per message at 25 reservations/s,
+    most of them empty."""
+
+    def test_a_delayed_message_is_read_when_it_shows_after_one_empty_read(
         self, make_pgmq_broker: MakeBroker
     ) -> None:
-        """Before a sleep of at most SHORT_SLEEP_POLLS x poll_min the next poll comes soon
-        enough; asking cost a round trip per empty read, and with two workers on a queue most
-        reads after a notification miss (the other took the message)."""
-        broker = make_pgmq_broker(poll_min_ms=20, poll_max_ms=400)
-        broker.declare_queue("idle_polls")
-        broker.enqueue(_message("idle_polls", 1))
-        consumer = broker.consume("idle_polls", prefetch=2, timeout=600)
+        broker = make_pgmq_broker(poll_min_ms=10, poll_max_ms=5000)
+        broker.declare_queue("delayed")
+        broker.enqueue(_message("delayed", 1), delay=400)
+        bell = broker.doorbell("delayed")
+        wait_until(lambda: bell.ticket() >= 1, timeout=10)  # the LISTEN connection's first ring
+        consumer = broker.consume("delayed", prefetch=2, timeout=3000)
         assert isinstance(consumer, PgmqConsumer)
-        asked_after: list[int] = []
-        ask = consumer._seconds_until_visible
-
-        def counting(conn: psycopg.Connection[Any]) -> float | None:
-            asked_after.append(consumer.empty_reads)
-            return ask(conn)
-
-        consumer._seconds_until_visible = counting  # type: ignore[method-assign]
-        delivered = next(consumer)
-        assert delivered is not None
-        consumer.ack(delivered)
-        assert next(consumer) is None  # 600 ms of empty reads: sleeps of 40, 80, 160, 320 ms
+        delivered = next(consumer)  # long before the 5 s poll_max
         consumer.close()
-        assert SHORT_SLEEP_POLLS == 4 and consumer.empty_reads >= 3
-        assert asked_after[:1] == [3], "not before the 40 and 80 ms sleeps, before the 160"
+        assert delivered is not None and delivered.args == (1,)
+        assert consumer.empty_reads == 1
+
+    def test_with_nothing_due_an_empty_read_is_not_repeated_before_poll_max(
+        self, make_pgmq_broker: MakeBroker
+    ) -> None:
+        broker = make_pgmq_broker(poll_min_ms=10, poll_max_ms=2000)
+        broker.declare_queue("quiet")
+        bell = broker.doorbell("quiet")
+        wait_until(lambda: bell.ticket() >= 1, timeout=10)
+        consumer = broker.consume("quiet", prefetch=2, timeout=1000)
+        assert next(consumer) is None
+        consumer.close()
+        assert isinstance(consumer, PgmqConsumer) and consumer.empty_reads == 1
+
+    def test_a_message_let_out_by_its_groups_head_in_another_process_wakes_this_one(
+        self, make_pgmq_broker: MakeBroker, database_url: str
+    ) -> None:
+        """The follower was visible but not readable (its head was in flight), so no read
+        counted it as due; the head's delete NOTIFYs every process's consumers."""
+        here, there = (make_pgmq_broker(poll_min_ms=10, poll_max_ms=10_000) for _ in range(2))
+        for broker in (here, there):
+            broker.declare_queue("let_out", ordered=True)
+        for n in (1, 2):
+            there.enqueue(_message("let_out", n), group="g")
+        far = there.consume("let_out", prefetch=2, timeout=3000)
+        head = next(far)
+        assert head is not None and head.args == (1,)
+        bell = here.doorbell("let_out")
+        wait_until(lambda: bell.ticket() >= 1, timeout=10)
+        near = here.consume("let_out", prefetch=2, timeout=20_000)
+        assert isinstance(near, PgmqConsumer)
+        got: list[Any] = []
+        waiter = threading.Thread(target=lambda: got.append(next(near)))
+        waiter.start()
+        wait_until(lambda: near.empty_reads >= 1, timeout=5)  # found nothing: 10 s to sleep
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            assert there.ack_in_transaction(conn, head)
+        far.ack(head)
+        wait_until(lambda: bool(got), timeout=5)
+        waiter.join()
+        near.close()
+        far.close()
+        assert got[0] is not None and got[0].args == (2,)
 
 
 class TestReadingAgainAfterAcks:
