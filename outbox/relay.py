@@ -4,10 +4,9 @@ One transaction per batch does all of it, in two statements: the first takes the
 leadership (a transaction advisory lock, ``outbox.relay_session``); the relay statement
 (``relay_statement``, built for the routes the relay keeps between batches) checks that it
 leads and that the routes are still those it was built for, gives the oldest unrelayed rows
-their global positions,
-inserts them into each subscribed queue (the Dramatiq message of each row is put together in
-PostgreSQL, so no row travels to Python and back) and NOTIFYs the consumers of the queues that
-got messages. Either all of that commits or none of it, so a relay killed at any instant
+their global positions, inserts them into each subscribed queue (the Dramatiq message of each
+row is put together in PostgreSQL, so no row travels to Python and back) and NOTIFYs the
+consumers of the queues that got messages. Either all of that commits or none of it, so a relay killed at any instant
 neither loses nor duplicates a message. Several relays may run (one per worker process); only
 the leader of the moment does work, the others find the lock taken and claim nothing. A relay
 whose routes changed (a worker started with other subscribers) claims nothing either, reloads

@@ -17,17 +17,16 @@ SELECT pg_notify('haengbok_outbox', '')
 SELECT pg_try_advisory_lock(%(key)s::bigint)
 
 -- name: relay_session
--- The relay transaction's first statement, sent ahead of the relay statement in the same
--- pipeline (no round trip of its own). It takes the relay leadership: only one relay
--- transaction at a time assigns global positions (see 0001_platform.up.sql). Taken here and
--- not in the relay statement, because a statement sees what committed before it began: a
--- relay that got the lock while its claim was already running would not see the rows the
--- previous leader relayed meanwhile, and would relay them again. The outcome stays in a
--- transaction-local setting for the relay statement's guard (relay_guard). Bitmap scans go
--- off for the transaction, so the relay statement is planned without them: the claim must
--- walk event_unrelayed_idx with a plain index scan, which marks the entries of rows relayed
--- long enough ago as dead so later scans skip them; a bitmap scan never does, and each claim
--- re-read every row relayed since the last vacuum.
+-- The relay transaction's first statement, before the relay statement. It takes the relay
+-- leadership: only one relay transaction at a time assigns global positions (see
+-- 0001_platform.up.sql). Taken here and not in the relay statement, because a statement sees
+-- what committed before it began: a relay that got the lock while its claim was already
+-- running would not see the rows the previous leader relayed meanwhile, and would relay them
+-- again. The outcome stays in a transaction-local setting for the relay statement's guard
+-- (relay_guard). Bitmap scans go off for the transaction, so the relay statement is planned
+-- without them: the claim must walk event_unrelayed_idx with a plain index scan, which marks
+-- the entries of rows relayed long enough ago as dead so later scans skip them; a bitmap scan
+-- never does, and each claim re-read every row relayed since the last vacuum.
 SELECT set_config('haengbok.relay_leader', pg_try_advisory_xact_lock(7424651002)::text, true),
        set_config('enable_bitmapscan', 'off', true)
 
