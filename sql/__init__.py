@@ -53,11 +53,13 @@ def query(name: str) -> str:
 def queue_query(name: str, queue: str) -> str:
     """A block of ``queue.sql`` for one pgmq queue: ``{queue_table}`` becomes its table
     ``pgmq.q_<queue>``, quoted as an identifier (pgmq's own naming, which lowercases), and
-    ``{next_visible}`` the block of that name for the same table."""
+    ``{next_visible}`` and ``{nothing_taken}`` the blocks of those names (the reads' shared
+    parts)."""
     table = pgsql.Identifier("pgmq", f"q_{queue}".lower())
     next_visible = pgsql.SQL(query("queue.next_visible")).format(queue_table=table)
+    nothing_taken = pgsql.SQL(query("queue.nothing_taken"))
     return (
         pgsql.SQL(query(f"queue.{name}"))
-        .format(queue_table=table, next_visible=next_visible)
+        .format(queue_table=table, next_visible=next_visible, nothing_taken=nothing_taken)
         .as_string()
     )

@@ -73,11 +73,7 @@ WITH taken AS (
 SELECT t.msg_id, t.read_ct, t.enqueued_at, t.message, t.headers, NULL::bigint AS blocked_by,
        d.seconds
 FROM taken t CROSS JOIN due d
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, d.seconds
-FROM due d
-WHERE NOT EXISTS (SELECT 1 FROM taken)
-ORDER BY 1 NULLS LAST
+{nothing_taken}
 
 -- name: read_group_heads
 -- A message is handed out only when no earlier message of its FIFO group is still in the
@@ -119,6 +115,10 @@ SELECT t.msg_id, t.read_ct, t.enqueued_at, t.message, t.headers,
           AND p.group_key = t.headers ->> 'x-pgmq-group') AS blocked_by,
        d.seconds
 FROM taken t CROSS JOIN due d
+{nothing_taken}
+
+-- name: nothing_taken
+-- The end of the reads: with no message taken, one row of NULLs still says when the next shows.
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, d.seconds
 FROM due d
