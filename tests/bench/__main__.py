@@ -21,6 +21,10 @@ BENCHES = [
         "a delivery's queue statements: pgmq's functions vs prepared statements on the table",
         ["tests.bench.bench_queue_statements"],
     ),
+    (
+        "what a statement costs the sending process; the relay's batch of one event",
+        ["tests.bench.bench_statement_costs"],
+    ),
     ("payment client: a charge with urllib3 vs with httpx", ["tests.bench.bench_payment_client"]),
     (
         "Dining: siege -c100 -t60S on the running system (2 API, 2 workers) vs a bare handler",
