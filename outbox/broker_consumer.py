@@ -234,12 +234,12 @@ class PgmqConsumer(Consumer):
         try:
             if isinstance(proxy, PgmqBatchProxy):
                 if not settled:
-                    self._split(proxy)
                     wake = True
+                    self._split(proxy)
             elif proxy.retry_in_ms is not None:
                 # Stays in the queue; an ordered group stays blocked behind it while it waits.
-                self._make_visible([proxy.msg_id], proxy.retry_in_ms, counted=proxy.attempt_counts)
                 wake = True
+                self._make_visible([proxy.msg_id], proxy.retry_in_ms, counted=proxy.attempt_counts)
             elif not settled:
                 # Deleted by the next exchange, which reads in the same round trip.
                 self._acks.add(proxy.msg_id, monotonic())
