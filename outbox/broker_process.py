@@ -136,20 +136,29 @@ class ProcessResources:
         return {queue: ids for queue, buffer in buffers if (ids := buffer.take())}
 
     def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on a pool connection. A broken connection is retried once on a fresh
-        one (the pool is checked first, which discards the dead ones); a second failure, or
-        no connection in time, becomes Dramatiq's ``ConnectionClosed``."""
-        for attempt in (1, 2):
+        """Run ``work`` on a pool connection. A broken connection is retried on another one
+        (after the first failure the pool is checked, which discards its idle dead ones);
+        no connection in time, or a failure on as many connections as the pool holds plus
+        one, becomes Dramatiq's ``ConnectionClosed``.
+
+        Why more than one retry: when the server drops every session, the connections other
+        threads hold come back to the pool after the check, each still looking idle, and the
+        next checkout may get one of them. A failed connection is discarded, so each retry
+        uses up one dead connection and the bound is the pool's size.
+        """
+        attempts = self.pool.max_size + 1
+        for attempt in range(1, attempts + 1):
             try:
                 with self.pool.connection() as conn:
                     return work(conn)
             except PoolTimeout as exc:
                 raise ConnectionClosed(exc) from exc  # type: ignore[no-untyped-call]
             except psycopg.OperationalError as exc:
-                if attempt == 2:
+                if attempt == attempts:
                     raise ConnectionClosed(exc) from exc  # type: ignore[no-untyped-call]
-                log.info("broker connection failed (%s); checking the pool and retrying", exc)
-                self.pool.check()
+                log.info("broker connection failed (%s); retrying on another connection", exc)
+                if attempt == 1:
+                    self.pool.check()
         raise AssertionError("unreachable")
 
     def _on_notify(self, channel: str) -> None:

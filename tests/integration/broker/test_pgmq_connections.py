@@ -75,6 +75,35 @@ class TestConnectionLoss:
             wait_until(lambda: broker.listener.connections >= 2, timeout=5)
         assert done == set(range(400))
 
+    def test_connections_handed_back_dead_after_the_pool_check_are_retried_past(
+        self, make_pgmq_broker: MakeBroker, database_url: str, admin_url: str
+    ) -> None:
+        # Other threads hold connections when every session is dropped; they hand them back
+        # just after the first failure's pool check, each still looking idle.
+        broker = make_pgmq_broker(pool_min_size=1, pool_max_size=4)
+        broker.run(lambda conn: None)
+        pool = broker._process().pool
+        held = [pool.getconn() for _ in range(4)]
+        pool.putconn(held.pop())  # the idle one the first attempt gets
+        assert _kill_backends(admin_url, database_url) >= 4
+        original_check = pool.check
+
+        def check_then_hand_back() -> None:
+            original_check()
+            for conn in held:
+                pool.putconn(conn)
+
+        pool.check = check_then_hand_back  # type: ignore[method-assign]
+        used: list[int] = []
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            used.append(id(conn))
+            row = conn.execute("SELECT 1").fetchone()
+            return int(row[0]) if row else 0
+
+        assert broker.run(work) == 1
+        assert len(used) >= 2, "the first connection tried was a dead one"
+
     def test_an_unreachable_database_surfaces_as_connection_closed(
         self, make_pgmq_broker: MakeBroker, database_url: str, admin_url: str
     ) -> None:
