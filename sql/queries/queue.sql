@@ -128,7 +128,11 @@ ORDER BY 1 NULLS LAST
 -- name: next_visible
 -- Part of the reads: seconds until the next message that is not visible now shows up (NULL
 -- with none). pgmq indexes vt. The snapshot is the read's: the messages it takes still show
--- their old vt, which has passed.
+-- their old vt, which has passed. The bound is statement_timestamp(), not clock_timestamp():
+-- only a stable value can start the vt index's scan, a volatile one is a filter on each
+-- entry, and the scan then walked every visible message of a backlog first (1.3 ms of a
+-- 3 ms saga-queue read with 2,300 waiting). A message that shows between the statement's
+-- start and now gives a negative wait: the consumer reads again at once.
 SELECT extract(epoch FROM min(vt) - clock_timestamp())::float8 AS seconds
 FROM {queue_table}
-WHERE vt > clock_timestamp()
+WHERE vt > statement_timestamp()

@@ -1,4 +1,5 @@
-"""A read looks its picked messages up by primary key, however stale the queue's statistics.
+"""A read looks its picked messages up by primary key, however stale the queue's statistics,
+and finds the next hidden message without walking the visible ones.
 
 Busy queues churn: thousands of messages inserted and deleted a minute, so the statistics
 count many more rows than the few live ones. A pick joined to the UPDATE as a table was then
@@ -49,3 +50,39 @@ def test_a_read_from_a_churned_queue_updates_by_primary_key(
     assert "Seq Scan" not in plan
     assert f"q_{queue}_pkey" in plan
     assert sorted(r[0] for r in got) == list(range(1, 33)), "the 32 oldest, once each"
+
+
+@pytest.mark.parametrize(("statement", "ordered"), [("read", False), ("read_group_heads", True)])
+def test_the_next_hidden_message_is_found_without_walking_a_visible_backlog(
+    make_pgmq_broker: MakeBroker, database_url: str, statement: str, ordered: bool
+) -> None:
+    queue = "backlog_fifo" if ordered else "backlog"
+    broker: PgmqBroker = make_pgmq_broker(ordered_queues=[queue] if ordered else [])
+    broker.ensure_queue(queue)
+    table = f"pgmq.q_{queue}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # 3,000 visible messages, then 10 in flight (hidden for a minute).
+        conn.execute(
+            f"INSERT INTO {table} (vt, message, headers) SELECT clock_timestamp()"
+            " + CASE WHEN i > 3000 THEN interval '1 minute' ELSE interval '0' END,"
+            " jsonb_build_object('n', i), jsonb_build_object('x-pgmq-group', 'g' || i)"
+            " FROM generate_series(1, 3010) AS i"
+        )
+        conn.execute(f"ANALYZE {table}")
+        read = queue_query(statement, queue)
+        params = {"queue": queue, "vt": 30, "qty": 32}
+        with conn.transaction(force_rollback=True):  # ANALYZE runs it: take nothing for good
+            row = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {read}", params).fetchone()
+        assert row is not None
+        got = conn.execute(read, params).fetchall()
+    scans = [n for n in _nodes(row[0][0]["Plan"]) if n.get("Index Name") == f"q_{queue}_vt_idx"]
+    assert scans, "the next hidden message is looked up in the vt index"
+    assert all(n.get("Rows Removed by Filter", 0) < 100 for n in scans), scans
+    assert 55 < got[0][-1] <= 60, "seconds until the first in-flight message shows"
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found.extend(_nodes(child))
+    return found
