@@ -107,7 +107,8 @@ def build_api(settings: Settings, extra_controllers: Sequence[Any] = ()) -> Lite
 
 
 def asgi_app() -> Litestar:
-    """uvicorn factory (``haengbok.bootstrap:asgi_app``) for multi-process serving."""
+    """uvicorn factory (``uvicorn --factory haengbok.bootstrap:asgi_app``), for running the API
+    under a server of your own; ``haengbok api`` builds its app directly."""
     from haengbok.logs import configure_logging
 
     settings = Settings.from_env()

@@ -147,11 +147,13 @@ def api(host: str | None, port: int | None, processes: int) -> None:
     settings = dataclasses.replace(settings, database_url=url)
     host, port = host or settings.api_host, port or settings.api_port
     if processes > 1:
-        uvicorn.run(
-            "haengbok.bootstrap:asgi_app", factory=True, host=host, port=port,
-            workers=processes, log_level="warning", access_log=False,
+        from haengbok.api_processes import ApiProcesses, ChildOptions
+
+        options = ChildOptions(
+            host=host, port=port, drain_seconds=settings.drain_seconds,
+            graceful_seconds=int(settings.shutdown_grace_seconds),
         )  # fmt: skip
-        return
+        sys.exit(ApiProcesses(options, processes).run())
     from api.server import DrainingServer
 
     app = build_api(settings)

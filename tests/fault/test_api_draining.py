@@ -1,6 +1,7 @@
 """Zero-downtime shutdown of the real API process: on SIGTERM readiness fails at once, the
 server keeps answering for the drain window (so the load balancer can move traffic away), then
-it exits cleanly."""
+it exits cleanly. The same with several server processes (``--processes``), whose parent also
+starts a child again that died."""
 
 from __future__ import annotations
 
@@ -38,13 +39,36 @@ def _status(client: httpx.Client, path: str) -> int | None:
         return None
 
 
-@pytest.fixture
-def api_process(database_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _servers(pid: int) -> set[int]:
+    """The API server processes under the parent ``pid`` (spawn's resource tracker aside)."""
+    found = set()
+    for child in _children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if b"resource_tracker" not in cmdline:
+            found.add(child)
+    return found
+
+
+@pytest.fixture(params=[1, 2], ids=["one process", "two processes"])
+def api_process(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "HAENGBOK_DRAIN_SECONDS": str(DRAIN_SECONDS)}
+    argv = [str(HAENGBOK), "api", "--host", "127.0.0.1", "--port", str(port)]
     with (tmp_path / "api.log").open("wb") as log:
         proc = subprocess.Popen(
-            [str(HAENGBOK), "api", "--host", "127.0.0.1", "--port", str(port)],
+            [*argv, "--processes", str(request.param)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -86,3 +110,56 @@ class TestSigtermDrains:
         exited_after = time.monotonic() - signalled
         assert returncode == 0
         assert exited_after >= DRAIN_SECONDS, "it kept serving for the whole drain window"
+
+
+@pytest.fixture
+def two_api_processes(
+    database_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "HAENGBOK_DRAIN_SECONDS": "0"}
+    argv = [str(HAENGBOK), "api", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"]
+    with (tmp_path / "api.log").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.fault
+class TestSeveralProcesses:
+    def test_a_killed_server_process_is_replaced_and_stopping_leaves_none_behind(
+        self, two_api_processes: tuple[subprocess.Popen[bytes], str]
+    ) -> None:
+        proc, base = two_api_processes
+        with httpx.Client(base_url=base, timeout=2.0) as client:
+            wait_until(
+                lambda: proc.poll() is not None or _status(client, "/health/ready") == 200,
+                timeout=START_TIMEOUT,
+                message="the API answers ready",
+            )
+            wait_until(lambda: len(_servers(proc.pid)) == 2, timeout=START_TIMEOUT)
+            first = _servers(proc.pid)
+            victim = min(first)
+            os.kill(victim, signal.SIGKILL)
+            wait_until(
+                lambda: len(_servers(proc.pid)) == 2 and victim not in _servers(proc.pid),
+                timeout=START_TIMEOUT,
+                message="the parent starts another server process",
+            )
+            replacement = (_servers(proc.pid) - first).pop()
+            assert _status(client, "/health/live") == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=EXIT_SLACK + 10) == 0
+        for pid in (*first - {victim}, replacement):
+            assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"server {pid} still runs"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
