@@ -36,7 +36,6 @@ from outbox import wire
 from outbox.envelope import MessageContext
 from outbox.pooling import AsyncIdleCheck
 from outbox.wakeup import AsyncRelayWakeup
-from sql import query
 
 DEFAULT_DB_PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -128,12 +127,14 @@ def _pool_lifespan(settings: Settings) -> Lifespan:
         await pool.open(wait=False)
         app.state.db_pool = pool
 
-        async def notify_relay() -> None:
-            async with pool.connection() as conn:
-                await conn.execute(query("outbox.notify_relay"))
+        async def connect_for_wakeups() -> psycopg.AsyncConnection[Any]:
+            return await psycopg.AsyncConnection.connect(
+                str(settings.database_url), autocommit=True, connect_timeout=5,
+                application_name="haengbok-api-wakeup",
+            )  # fmt: skip
 
         # Commands poke it after commit: one NOTIFY per few milliseconds of commits.
-        wakeup = AsyncRelayWakeup(notify_relay)
+        wakeup = AsyncRelayWakeup(connect_for_wakeups)
         wakeup.start()
         app.state.relay_wakeup = wakeup
         try:

@@ -81,18 +81,21 @@ class RelayWakeup:
 
 
 class AsyncRelayWakeup:
-    """The same for an asyncio application: a task that sends the NOTIFYs."""
+    """The same for an asyncio application: a task that sends the NOTIFYs on a connection of
+    its own (not one borrowed from the request pool, where it would wait behind requests at
+    the busiest moments and add a checkout to every NOTIFY)."""
 
     def __init__(
         self,
-        notify: Callable[[], Awaitable[None]],
+        connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
         *,
         min_interval_seconds: float = DEFAULT_MIN_INTERVAL_SECONDS,
     ) -> None:
-        self._notify = notify
+        self._connect = connect
         self._interval = min_interval_seconds
         self._poked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
         self.sent = 0
 
     def poke(self) -> None:
@@ -106,6 +109,19 @@ class AsyncRelayWakeup:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _notify(self) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self._connect()
+        try:
+            await self._conn.execute(query("outbox.notify_relay"))
+        except psycopg.Error:
+            await self._conn.close()
+            self._conn = None  # the next poke connects again
+            raise
 
     async def _run(self) -> None:
         while True:

@@ -13,7 +13,6 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from outbox.pooling import AsyncIdleCheck, IdleCheck
 from outbox.relay import OUTBOX_CHANNEL
 from outbox.wakeup import AsyncRelayWakeup, RelayWakeup
-from sql import query
 from tests.waiting import wait_until
 
 
@@ -160,22 +159,57 @@ def test_async_wakeup_coalesces_and_serves_the_last_poke(
     database_url: str, listener: Listener
 ) -> None:
     async def scenario() -> None:
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        async def connect() -> psycopg.AsyncConnection[Any]:
+            return await psycopg.AsyncConnection.connect(database_url, autocommit=True)
 
-            async def notify() -> None:
-                await conn.execute(query("outbox.notify_relay"))
+        wakeup = AsyncRelayWakeup(connect, min_interval_seconds=0.05)
+        wakeup.start()
+        try:
+            for _ in range(500):
+                wakeup.poke()
+                await asyncio.sleep(0)
+            await asyncio.to_thread(
+                wait_until, lambda: listener.count >= 1, message="no wake-up arrived"
+            )
+            assert wakeup.sent < 50
+        finally:
+            await wakeup.stop()
 
-            wakeup = AsyncRelayWakeup(notify, min_interval_seconds=0.05)
-            wakeup.start()
-            try:
-                for _ in range(500):
-                    wakeup.poke()
-                    await asyncio.sleep(0)
-                await asyncio.to_thread(
-                    wait_until, lambda: listener.count >= 1, message="no wake-up arrived"
-                )
-                assert wakeup.sent < 50
-            finally:
-                await wakeup.stop()
+    asyncio.run(scenario())
+
+
+def test_async_wakeup_keeps_one_connection_and_survives_losing_it(
+    database_url: str, listener: Listener
+) -> None:
+    async def scenario() -> None:
+        conns: list[psycopg.AsyncConnection[Any]] = []
+
+        async def connect() -> psycopg.AsyncConnection[Any]:
+            conns.append(await psycopg.AsyncConnection.connect(database_url, autocommit=True))
+            return conns[-1]
+
+        async def poke_until_served(before: int) -> None:
+            for _ in range(200):
+                wakeup.poke()
+                await asyncio.sleep(0.02)
+                if listener.count > before:
+                    return
+            raise AssertionError("no wake-up arrived")
+
+        wakeup = AsyncRelayWakeup(connect, min_interval_seconds=0.01)
+        wakeup.start()
+        try:
+            for _ in range(3):
+                await poke_until_served(listener.count)
+            assert len(conns) == 1, "one connection for every NOTIFY"
+            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as a:
+                await a.execute("SELECT pg_terminate_backend(%s)", [conns[0].info.backend_pid])
+            # The poke that meets the dead connection is lost (polling covers it); then it
+            # connects again.
+            await poke_until_served(listener.count)
+            assert len(conns) == 2
+        finally:
+            await wakeup.stop()
+        assert all(c.closed for c in conns), "stop closes its connection"
 
     asyncio.run(scenario())
