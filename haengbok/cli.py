@@ -250,7 +250,8 @@ def token(roles: tuple[str, ...], subject: str, ttl: int) -> None:
 
 @main.command()
 def status() -> None:
-    """Queues, relay lag, parked messages, projections and sagas, from the database."""
+    """Queues, relay lag, parked messages, projections, sagas and circuit breakers, from the
+    database."""
     import psycopg
 
     from haengbok.status import render_status

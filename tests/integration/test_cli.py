@@ -57,6 +57,52 @@ class TestStatus:
         )
         assert "3 parked message(s)" in result.output
 
+    def test_lists_each_circuit_breaker_with_its_state_and_next_trial(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                """
+                INSERT INTO ops.circuit_breaker (name, state, failures, opened_at, next_attempt_at)
+                VALUES ('cli_closed', 'CLOSED', 0, NULL, NULL),
+                       ('cli_open', 'OPEN', 5, now() - interval '3 s', now() + interval '27 s'),
+                       ('cli_due', 'OPEN', 6, now() - interval '40 s', now() - interval '10 s'),
+                       ('cli_trial', 'HALF_OPEN', 5, now() - interval '40 s',
+                        now() + interval '9 s'),
+                       ('cli_lost', 'HALF_OPEN', 5, now() - interval '60 s',
+                        now() - interval '5 s')
+                """
+            )
+            conn.commit()
+
+        result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
+
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert "circuit breakers" in result.output
+        assert "none used yet" not in result.output
+        assert _row(lines, "cli_closed") == ["cli_closed", "CLOSED", "-", "-", "-"]
+        open_row = _row(lines, "cli_open")
+        assert open_row[:3] == ["cli_open", "OPEN", "5"]
+        assert re.fullmatch(r"\d+\.\ds ago", open_row[3]), open_row
+        assert re.fullmatch(r"in (1\d|2\d)\.\ds", open_row[4]), open_row
+        # Cool-down over: the breaker lets the next call through as the trial (_admit).
+        assert _row(lines, "cli_due")[:3] == ["cli_due", "OPEN", "6"]
+        assert _row(lines, "cli_due")[4] == "next call is the trial"
+        trial = _row(lines, "cli_trial")
+        assert trial[:2] == ["cli_trial", "HALF_OPEN"]
+        assert re.fullmatch(r"running, lost in \d\.\ds", trial[4]), trial
+        assert _row(lines, "cli_lost")[4] == "next call is a new trial"
+
+    def test_says_so_when_no_circuit_breaker_has_been_used_yet(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
+
+        assert result.exit_code == 0, result.output
+        assert "circuit breakers: none used yet" in result.output
+        assert "next trial" not in result.output, "no empty table"
+
     def test_an_unreachable_database_is_one_clear_error(
         self, runner: CliRunner, database_url: str
     ) -> None:
