@@ -1,9 +1,10 @@
 """The ops API: what an operator looks at and the few things they may do (role ``ops``).
 
-Reads run on the app's async pool. Dead letters are handled by ``outbox.parking``, which is
-synchronous: those routes run it in a worker thread on a short-lived connection of their own,
-so there is exactly one implementation of listing, re-queueing and discarding parked messages.
-These routes are rare and operator-driven, so a connection per call costs nothing that matters.
+Reads run on the app's async pool, the paged list of dead letters (``ops.dead_letters``)
+included. Re-queueing and discarding them are ``outbox.parking``'s, which is synchronous: those
+routes run it in a worker thread on a short-lived connection of their own, so there is exactly
+one implementation of what changes parked messages. These routes are rare and operator-driven,
+so a connection per call costs nothing that matters.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
 import anyio.to_thread
 import msgspec
 import psycopg
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from psycopg.rows import dict_row, tuple_row
@@ -37,13 +40,33 @@ from api.ops_schemas import (
 from api.problems import problem
 from haengbok.settings import Settings
 from outbox import wire
-from outbox.parking import ParkedMessage, discard_parked, list_parked, requeue_parked
+from outbox.parking import ParkedMessage, discard_parked, requeue_parked
 from sql import query
 
 T = TypeVar("T")
 AsyncConn = NamedDependency[psycopg.AsyncConnection[Any]]
 #: A saga's page lists at most this many of its log entries.
 SAGA_MESSAGES_LIMIT = 500
+#: Page sizes of ``GET /ops/dead-letters``.
+DEAD_LETTERS_DEFAULT_LIMIT = 100
+DEAD_LETTERS_MAX_LIMIT = 1000
+#: The largest parked id (``bigint``): a larger cursor is refused up front rather than failing
+#: in the database.
+_MAX_PARKED_ID = 2**63 - 1
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+DEAD_LETTER_PAGE_HEADERS = [
+    ResponseHeader(
+        name="Link",
+        documentation_only=True,
+        description='`<...>; rel="next"`: the next page (same filter and limit). Absent on the '
+        "last page",
+    ),
+    ResponseHeader(
+        name=NEXT_CURSOR_HEADER,
+        documentation_only=True,
+        description="The id to pass as `after` for the next page. Absent on the last page",
+    ),
+]
 _CONNECT_TIMEOUT_SECONDS = 5
 
 
@@ -91,6 +114,17 @@ def _dead_letter(parked: ParkedMessage) -> DeadLetter:
         message_type=message_type if isinstance(message_type, str) else None,
         correlation_id=None if correlation is None else str(correlation),
     )
+
+
+def _next_page_headers(
+    request: Request[Any, Any, Any], queue: str | None, limit: int, after: int
+) -> dict[str, str]:
+    """The headers that point at the page after ``after``. The link is a path and query only:
+    behind a proxy the host the app sees need not be the one the client used."""
+    params: dict[str, str | int] = {} if queue is None else {"queue": queue}
+    params.update(limit=limit, after=after)
+    target = f"{request.url.path}?{urlencode(params)}"
+    return {"Link": f'<{target}>; rel="next"', NEXT_CURSOR_HEADER: str(after)}
 
 
 def _requeue(parked_id: int) -> Callable[[psycopg.Connection[Any]], Requeued | None]:
@@ -219,16 +253,48 @@ class OpsController(Controller):
         "/dead-letters",
         operation_id="listOpsDeadLetters",
         summary="Parked messages",
-        responses=problem_responses(401, 403, 503),
+        responses=problem_responses(400, 401, 403, 503),
+        response_headers=DEAD_LETTER_PAGE_HEADERS,
     )
     async def dead_letters(
         self,
-        settings: NamedDependency[Settings],
+        request: Request[Any, Any, Any],
+        db_conn: AsyncConn,
         queue: Annotated[str | None, QueryParameter(description="Only this queue")] = None,
-    ) -> list[DeadLetter]:
-        """Parked messages (of one queue, or all) in queue and FIFO-group order, with errors."""
-        parked = await _in_thread(settings, lambda conn: list_parked(conn, queue))
-        return [_dead_letter(p) for p in parked]
+        limit: Annotated[
+            int,
+            QueryParameter(
+                ge=1,
+                le=DEAD_LETTERS_MAX_LIMIT,
+                description="At most this many parked messages on the page",
+            ),
+        ] = DEAD_LETTERS_DEFAULT_LIMIT,
+        after: Annotated[
+            int,
+            QueryParameter(
+                ge=0,
+                le=_MAX_PARKED_ID,
+                description="Cursor: only parked messages with a larger id. Start without it, "
+                f"then pass the `{NEXT_CURSOR_HEADER}` of the page before",
+            ),
+        ] = 0,
+    ) -> Response[list[DeadLetter]]:
+        """Parked messages (of one queue, or all) with their errors, a page at a time in id
+        (parking) order.
+
+        Keyset paging on the primary key: a page costs the same however deep it is, and
+        messages re-queued, discarded or parked between two pages shift nothing, where an
+        offset would skip or repeat some. The body stays the bare list it has always been, so
+        existing clients keep working; the next page is announced in headers instead, a
+        ``Link`` with ``rel="next"`` for clients that follow links and ``X-Next-Cursor`` for
+        scripts. Both are sent only when another row exists (one row more than the page is
+        read to know), so a page without them is the last.
+        """
+        rows = await _rows(db_conn, "ops.dead_letters", queue=queue, after=after, limit=limit + 1)
+        letters = [_dead_letter(ParkedMessage(**r)) for r in rows[:limit]]
+        more = len(rows) > limit
+        headers = _next_page_headers(request, queue, limit, letters[-1].id) if more else {}
+        return Response(letters, headers=headers)
 
     @post(
         "/dead-letters/{parked_id:int}/retry",

@@ -56,6 +56,18 @@ FULL JOIN (SELECT queue_name, count(*) AS parked
            GROUP BY queue_name) p ON p.queue_name = m.queue_name
 ORDER BY 1
 
+-- name: dead_letters
+-- One page of the ops API's dead letters, keyset-paged on the primary key: the index range scan
+-- starts at the cursor, so a deep page costs what the first one does, and rows parked, re-queued
+-- or discarded between two pages never make a page skip or repeat one. The caller asks for one
+-- row more than it shows, to know whether another page follows.
+SELECT id, queue_name, group_key, msg_id, message, headers, read_ct, error, enqueued_at, parked_at
+FROM ops.parked_message
+WHERE id > %(after)s::bigint
+  AND (%(queue)s::text IS NULL OR queue_name = %(queue)s::text)
+ORDER BY id
+LIMIT %(limit)s
+
 -- name: saga
 SELECT saga_id, saga_type, status, step, state, completed_steps, version, correlation_id,
        parked_reason, deadline_at, started_at, updated_at

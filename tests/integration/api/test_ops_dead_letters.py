@@ -1,10 +1,14 @@
-"""/ops/dead-letters: parked messages are listed with their error, re-queued (with what waits
-behind them in their FIFO group) or discarded, through outbox.parking."""
+"""/ops/dead-letters: parked messages are listed with their error, a page at a time in id order,
+and re-queued (with what waits behind them in their FIFO group) or discarded, through
+outbox.parking."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from litestar import Litestar
@@ -94,6 +98,207 @@ class TestList:
         [letter] = ops_client.get("/ops/dead-letters", headers=ops).json()
 
         assert (letter["actor"], letter["message_type"], letter["group_key"]) == ("raw", None, None)
+
+
+def _insert_parked(db: psycopg.Connection, queue: str, count: int) -> list[int]:
+    """``count`` parked messages of ``queue`` straight into the table; their ids, ascending."""
+    rows = db.execute(
+        "INSERT INTO ops.parked_message (queue_name, msg_id, message, read_ct, error) "
+        "SELECT %s, n, '{}', 5, 'boom' FROM generate_series(1, %s) AS n RETURNING id",
+        (queue, count),
+    ).fetchall()
+    db.commit()
+    return sorted(int(r[0]) for r in rows)
+
+
+def _parked_table(db: psycopg.Connection) -> list[tuple[Any, ...]]:
+    rows = db.execute("SELECT * FROM ops.parked_message ORDER BY id").fetchall()
+    db.commit()
+    return rows
+
+
+def _next_link(response: httpx.Response) -> str | None:
+    """The target of the response's ``rel="next"`` link; None when it has none."""
+    link = response.headers.get("link")
+    if link is None:
+        return None
+    found = re.fullmatch(r'<([^>]+)>; rel="next"', link)
+    assert found, f"unexpected Link header {link!r}"
+    return found.group(1)
+
+
+def _walk(
+    client: TestClient[Litestar], headers: dict[str, str], params: dict[str, Any]
+) -> list[list[int]]:
+    """Follow the next links from the first page to the last; the ids of each page."""
+    pages: list[list[int]] = []
+    response = client.get("/ops/dead-letters", params=params, headers=headers)
+    while True:
+        assert response.status_code == 200, response.text
+        ids = [d["id"] for d in response.json()]
+        pages.append(ids)
+        target = _next_link(response)
+        if target is None:
+            assert "x-next-cursor" not in response.headers
+            return pages
+        assert response.headers["x-next-cursor"] == str(ids[-1])
+        assert len(pages) < 50, "the next links never ended"
+        response = client.get(target, headers=headers)
+
+
+class TestPaging:
+    def test_pages_walk_every_message_once_in_id_order(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        # Parked in an order that queue-and-group order would shuffle: ids decide the pages.
+        ids = park_group(db, QUEUE, "b", 2, "boom")
+        ids += park_group(db, OTHER, "a", 2, "bang")
+        ids += park_group(db, QUEUE, "a", 1, "boom")
+
+        pages = _walk(ops_client, ops, {"limit": 2})
+
+        assert [len(p) for p in pages] == [2, 2, 1]
+        assert [i for p in pages for i in p] == sorted(ids)
+
+    def test_a_last_page_that_is_exactly_full_has_no_next_link(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        ids = _insert_parked(db, QUEUE, 4)
+
+        pages = _walk(ops_client, ops, {"limit": 2})
+
+        assert pages == [ids[:2], ids[2:]], "no empty third page"
+
+    def test_the_next_link_keeps_the_queue_filter_and_the_limit(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        mine = []
+        for _ in range(3):
+            mine += _insert_parked(db, OTHER, 1)
+            _insert_parked(db, QUEUE, 1)
+
+        first = ops_client.get(
+            "/ops/dead-letters", params={"queue": OTHER, "limit": 2}, headers=ops
+        )
+
+        target = _next_link(first)
+        assert target is not None
+        assert target.startswith("/ops/dead-letters?")
+        query = httpx.URL(target).params
+        assert (query["queue"], query["limit"], query["after"]) == (OTHER, "2", str(mine[1]))
+        assert _walk(ops_client, ops, {"queue": OTHER, "limit": 2}) == [mine[:2], mine[2:]]
+
+    def test_the_default_page_is_100_messages(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        ids = _insert_parked(db, QUEUE, 101)
+
+        first = ops_client.get("/ops/dead-letters", headers=ops)
+
+        assert [d["id"] for d in first.json()] == ids[:100]
+        assert first.headers["x-next-cursor"] == str(ids[99])
+        rest = ops_client.get("/ops/dead-letters", params={"after": ids[99]}, headers=ops)
+        assert [d["id"] for d in rest.json()] == [ids[100]]
+        assert _next_link(rest) is None
+
+    def test_after_is_exclusive_and_past_the_end_is_an_empty_last_page(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        ids = _insert_parked(db, QUEUE, 3)
+
+        rest = ops_client.get("/ops/dead-letters", params={"after": ids[0]}, headers=ops)
+        past = ops_client.get("/ops/dead-letters", params={"after": ids[-1]}, headers=ops)
+
+        assert [d["id"] for d in rest.json()] == ids[1:]
+        assert past.status_code == 200
+        assert past.json() == []
+        assert _next_link(past) is None
+        assert "x-next-cursor" not in past.headers
+        largest = ops_client.get("/ops/dead-letters", params={"after": 2**63 - 1}, headers=ops)
+        assert (largest.status_code, largest.json()) == (200, []), "the largest bigint is fine"
+
+    def test_the_cursor_survives_its_message_being_discarded_or_new_ones_parked(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        ids = _insert_parked(db, QUEUE, 4)
+        first = ops_client.get("/ops/dead-letters", params={"limit": 2}, headers=ops)
+        target = _next_link(first)
+        assert target is not None
+        # The operator discards the message the cursor points at, and a new one is parked.
+        assert ops_client.delete(f"/ops/dead-letters/{ids[1]}", headers=ops).status_code == 204
+        [late] = _insert_parked(db, QUEUE, 1)
+
+        second = ops_client.get(target, headers=ops)
+        third_target = _next_link(second)
+        assert third_target is not None
+        third = ops_client.get(third_target, headers=ops)
+
+        assert [d["id"] for d in second.json()] == ids[2:]
+        assert [d["id"] for d in third.json()] == [late]
+        assert _next_link(third) is None
+
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"limit": 0},
+            {"limit": 1001},
+            {"limit": -5},
+            {"limit": "ten"},
+            {"limit": "2.5"},
+            {"after": -1},
+            {"after": "abc"},
+            {"after": "1.5"},
+            {"after": str(2**63)},  # beyond bigint: refused, not a 500 from the database
+        ],
+    )
+    def test_a_bad_limit_or_cursor_is_a_400_problem_and_changes_nothing(
+        self,
+        ops_client: TestClient[Litestar],
+        ops: dict[str, str],
+        db: psycopg.Connection,
+        params: dict[str, object],
+    ) -> None:
+        _insert_parked(db, QUEUE, 2)
+        before = _parked_table(db)
+
+        response = ops_client.get("/ops/dead-letters", params=params, headers=ops)
+
+        body = assert_problem(response, 400)
+        assert body["type"].endswith("validation-error")
+        [name] = params
+        assert [(e["key"], e["source"]) for e in body["errors"]] == [(name, "query")]
+        assert "link" not in response.headers
+        assert _parked_table(db) == before
+
+    def test_the_largest_page_is_1000_messages(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        ids = _insert_parked(db, QUEUE, 1001)
+
+        response = ops_client.get("/ops/dead-letters", params={"limit": 1000}, headers=ops)
+
+        assert [d["id"] for d in response.json()] == ids[:1000]
+        assert response.headers["x-next-cursor"] == str(ids[999])
+
+    def test_openapi_documents_the_paging_parameters_and_headers(
+        self, ops_client: TestClient[Litestar]
+    ) -> None:
+        schema = ops_client.get("/schema/openapi.json").json()
+        operation = schema["paths"]["/ops/dead-letters"]["get"]
+        parameters = {p["name"]: p for p in operation["parameters"]}
+
+        limit, after = parameters["limit"], parameters["after"]
+        assert (limit["in"], limit["schema"]["minimum"], limit["schema"]["maximum"]) == (
+            "query",
+            1,
+            1000,
+        )
+        assert limit["schema"]["default"] == 100
+        assert (after["in"], after["schema"]["minimum"]) == ("query", 0)
+        assert limit["description"] and after["description"]
+        assert parameters["queue"]["description"]
+        headers = operation["responses"]["200"]["headers"]
+        assert {"Link", "X-Next-Cursor"} <= set(headers)
 
 
 class TestRetry:
