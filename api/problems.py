@@ -207,6 +207,14 @@ def problem_response(
     )
 
 
+def _source(source: Any) -> str | None:
+    """Where the bad value was: "body", "query", "path", "header" or "cookie". Litestar gives
+    query and path errors as its ParamType enum, whose str() is "ParamType.QUERY"."""
+    if source is None:
+        return None
+    return str(getattr(source, "value", source))
+
+
 def _field_errors(extra: Any) -> list[FieldError] | None:
     if not isinstance(extra, list):
         return None
@@ -214,7 +222,7 @@ def _field_errors(extra: Any) -> list[FieldError] | None:
         FieldError(
             message=str(item.get("message", "")),
             key=item.get("key"),
-            source=str(item["source"]) if item.get("source") is not None else None,
+            source=_source(item.get("source")),
         )
         for item in extra
         if isinstance(item, Mapping)
