@@ -144,17 +144,23 @@ class ProcessResources:
         Why more than one retry: when the server drops every session, the connections other
         threads hold come back to the pool after the check, each still looking idle, and the
         next checkout may get one of them. A failed connection is discarded, so each retry
-        uses up one dead connection and the bound is the pool's size.
+        uses up one dead connection and the bound is the pool's size. An operational error on a
+        connection that still works (a cancelled statement, say) is retried once, as before.
         """
         attempts = self.pool.max_size + 1
         for attempt in range(1, attempts + 1):
+            lost = False
             try:
                 with self.pool.connection() as conn:
-                    return work(conn)
+                    try:
+                        return work(conn)
+                    except psycopg.OperationalError:
+                        lost = conn.broken
+                        raise
             except PoolTimeout as exc:
                 raise ConnectionClosed(exc) from exc  # type: ignore[no-untyped-call]
             except psycopg.OperationalError as exc:
-                if attempt == attempts:
+                if attempt == attempts or (attempt > 1 and not lost):
                     raise ConnectionClosed(exc) from exc  # type: ignore[no-untyped-call]
                 log.info("broker connection failed (%s); retrying on another connection", exc)
                 if attempt == 1:

@@ -104,6 +104,24 @@ class TestConnectionLoss:
         assert broker.run(work) == 1
         assert len(used) >= 2, "the first connection tried was a dead one"
 
+    def test_an_error_on_a_working_connection_is_retried_once_only(
+        self, make_pgmq_broker: MakeBroker
+    ) -> None:
+        broker = make_pgmq_broker()
+        calls: list[int] = []
+
+        def cancelled(conn: psycopg.Connection[Any]) -> None:
+            calls.append(1)
+            conn.execute("SET statement_timeout = 1")
+            try:
+                conn.execute("SELECT pg_sleep(1)")  # QueryCanceled: an OperationalError
+            finally:
+                conn.execute("RESET statement_timeout")
+
+        with pytest.raises(ConnectionClosed):
+            broker.run(cancelled)
+        assert len(calls) == 2
+
     def test_an_unreachable_database_surfaces_as_connection_closed(
         self, make_pgmq_broker: MakeBroker, database_url: str, admin_url: str
     ) -> None:
