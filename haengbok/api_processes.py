@@ -83,7 +83,14 @@ class ApiProcesses:
         """Serve until SIGTERM or SIGINT; 0 when every child stopped by itself."""
         sock = socket.socket(socket.AF_INET6 if ":" in self._options.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._options.host, self._options.port))
+        try:
+            sock.bind((self._options.host, self._options.port))
+        except OSError as exc:
+            sock.close()
+            raise SystemExit(
+                f"cannot listen on {self._options.host}:{self._options.port}: {exc.strerror}; "
+                "stop what uses the port or pass another --port"
+            ) from exc
         sock.listen(2048)
         sock.set_inheritable(True)
         for sig in (signal.SIGTERM, signal.SIGINT):

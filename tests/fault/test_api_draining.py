@@ -163,3 +163,19 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_taken_port_is_refused_with_what_to_do(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(HAENGBOK), "api", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"],
+            env={**os.environ, "DATABASE_URL": database_url},
+            capture_output=True,
+            timeout=START_TIMEOUT,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr.decode()
+    assert "another --port" in done.stderr.decode()
