@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,15 @@ def _status(client: httpx.Client, path: str) -> int | None:
         return None
 
 
+def _wait_ready(proc: subprocess.Popen[bytes], client: httpx.Client) -> None:
+    wait_until(
+        lambda: proc.poll() is not None or _status(client, "/health/ready") == 200,
+        timeout=START_TIMEOUT,
+        message="the API answers ready",
+    )
+    assert proc.poll() is None, "the API process died while starting"
+
+
 def _children(pid: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -59,19 +69,22 @@ def _servers(pid: int) -> set[int]:
     return found
 
 
-@pytest.fixture(params=[1, 2], ids=["one process", "two processes"])
-def api_process(
-    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+def _api_argv(port: int, processes: int) -> list[str]:
+    return [
+        str(HAENGBOK), "api", "--host", "127.0.0.1", "--port", str(port),
+        "--processes", str(processes),
+    ]  # fmt: skip
+
+
+@contextmanager
+def _running_api(
+    database_url: str, log_path: Path, *, processes: int, drain_seconds: float
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "HAENGBOK_DRAIN_SECONDS": str(DRAIN_SECONDS)}
-    argv = [str(HAENGBOK), "api", "--host", "127.0.0.1", "--port", str(port)]
-    with (tmp_path / "api.log").open("wb") as log:
+    env = {**os.environ, "DATABASE_URL": database_url, "HAENGBOK_DRAIN_SECONDS": str(drain_seconds)}
+    with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [*argv, "--processes", str(request.param)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            _api_argv(port, processes), env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         yield proc, f"http://127.0.0.1:{port}"
@@ -81,6 +94,16 @@ def api_process(
         proc.wait(timeout=10)
 
 
+@pytest.fixture(params=[1, 2], ids=["one process", "two processes"])
+def api_process(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    with _running_api(
+        database_url, tmp_path / "api.log", processes=request.param, drain_seconds=DRAIN_SECONDS
+    ) as running:
+        yield running
+
+
 @pytest.mark.fault
 class TestSigtermDrains:
     def test_readiness_fails_liveness_holds_then_the_process_exits_zero(
@@ -88,12 +111,7 @@ class TestSigtermDrains:
     ) -> None:
         proc, base = api_process
         with httpx.Client(base_url=base, timeout=2.0) as client:
-            wait_until(
-                lambda: proc.poll() is not None or _status(client, "/health/ready") == 200,
-                timeout=START_TIMEOUT,
-                message="the API answers ready",
-            )
-            assert proc.poll() is None, "the API process died while starting"
+            _wait_ready(proc, client)
 
             proc.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
@@ -116,17 +134,8 @@ class TestSigtermDrains:
 def two_api_processes(
     database_url: str, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "HAENGBOK_DRAIN_SECONDS": "0"}
-    argv = [str(HAENGBOK), "api", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"]
-    with (tmp_path / "api.log").open("wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield proc, f"http://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+    with _running_api(database_url, tmp_path / "api.log", processes=2, drain_seconds=0) as running:
+        yield running
 
 
 @pytest.mark.fault
@@ -136,11 +145,7 @@ class TestSeveralProcesses:
     ) -> None:
         proc, base = two_api_processes
         with httpx.Client(base_url=base, timeout=2.0) as client:
-            wait_until(
-                lambda: proc.poll() is not None or _status(client, "/health/ready") == 200,
-                timeout=START_TIMEOUT,
-                message="the API answers ready",
-            )
+            _wait_ready(proc, client)
             wait_until(lambda: len(_servers(proc.pid)) == 2, timeout=START_TIMEOUT)
             first = _servers(proc.pid)
             victim = min(first)
@@ -171,7 +176,7 @@ def test_a_taken_port_is_refused_with_what_to_do(database_url: str) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [str(HAENGBOK), "api", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"],
+            _api_argv(port, 2),
             env={**os.environ, "DATABASE_URL": database_url},
             capture_output=True,
             timeout=START_TIMEOUT,

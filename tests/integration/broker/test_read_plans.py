@@ -21,6 +21,14 @@ from sql import queue_query
 from tests.integration.broker.test_transient_failures import MakeBroker
 
 
+def _queue(make_pgmq_broker: MakeBroker, name: str, *, ordered: bool) -> tuple[str, str]:
+    """A fresh queue (FIFO when ``ordered``), and its table."""
+    queue = f"{name}_fifo" if ordered else name
+    broker: PgmqBroker = make_pgmq_broker(ordered_queues=[queue] if ordered else [])
+    broker.ensure_queue(queue)
+    return queue, f"pgmq.q_{queue}"
+
+
 def _plan(conn: psycopg.Connection[Any], statement: str, params: dict[str, Any]) -> str:
     row = conn.execute(f"EXPLAIN (FORMAT JSON) {statement}", params).fetchone()
     assert row is not None
@@ -31,10 +39,7 @@ def _plan(conn: psycopg.Connection[Any], statement: str, params: dict[str, Any])
 def test_a_read_from_a_churned_queue_updates_by_primary_key(
     make_pgmq_broker: MakeBroker, database_url: str, statement: str, ordered: bool
 ) -> None:
-    queue = "churned_fifo" if ordered else "churned"
-    broker: PgmqBroker = make_pgmq_broker(ordered_queues=[queue] if ordered else [])
-    broker.ensure_queue(queue)
-    table = f"pgmq.q_{queue}"
+    queue, table = _queue(make_pgmq_broker, "churned", ordered=ordered)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             f"INSERT INTO {table} (vt, message, headers) SELECT clock_timestamp(),"
@@ -56,10 +61,7 @@ def test_a_read_from_a_churned_queue_updates_by_primary_key(
 def test_the_next_hidden_message_is_found_without_walking_a_visible_backlog(
     make_pgmq_broker: MakeBroker, database_url: str, statement: str, ordered: bool
 ) -> None:
-    queue = "backlog_fifo" if ordered else "backlog"
-    broker: PgmqBroker = make_pgmq_broker(ordered_queues=[queue] if ordered else [])
-    broker.ensure_queue(queue)
-    table = f"pgmq.q_{queue}"
+    queue, table = _queue(make_pgmq_broker, "backlog", ordered=ordered)
     with psycopg.connect(database_url, autocommit=True) as conn:
         # 3,000 visible messages, then 10 in flight (hidden for a minute).
         conn.execute(
