@@ -39,6 +39,7 @@ from sql import query
 
 Database = AsyncConnectionPool[Any] | psycopg.AsyncConnection[Any]
 DEFAULT_RETRY_AFTER_SECONDS = 5
+QueueLimits = tuple[int | None, float | None]  # (max depth, max age in seconds); None: no limit
 _STATE_KEY = "load_shedder"
 
 
@@ -168,21 +169,25 @@ def refuse_when_overloaded(
     queues: Sequence[str] = (),
     max_depth: int | None = None,
     max_age_seconds: float | None = None,
+    limits: Callable[[Litestar], QueueLimits] | None = None,
     retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS,
 ) -> Guard:
     """A route guard that runs ``ensure_accepting`` on the app's pool before the handler
     (and before the body is parsed), e.g.
-    ``@post(..., guards=[refuse_when_overloaded(queues=["deposit"], max_depth=1000)])``."""
+    ``@post(..., guards=[refuse_when_overloaded(queues=["deposit"], max_depth=1000)])``.
+    ``limits`` reads the queues' (max depth, max age) from the app on each request instead,
+    e.g. from its settings; it replaces ``max_depth`` and ``max_age_seconds``."""
     names = tuple(queues)
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         app = connection.app
+        depth, age = (max_depth, max_age_seconds) if limits is None else limits(app)
         await shedder_for(app).ensure_accepting(
             app.state.db_pool,
             breaker=breaker,
             queues=names,
-            max_depth=max_depth,
-            max_age_seconds=max_age_seconds,
+            max_depth=depth,
+            max_age_seconds=age,
             retry_after_seconds=retry_after_seconds,
         )
 

@@ -167,18 +167,29 @@ def api(host: str | None, port: int | None, processes: int) -> None:
 
 @main.command()
 @click.option("--threads", default=None, type=int, help="Worker threads (HAENGBOK_WORKER_THREADS).")
-def worker(threads: int | None) -> None:
+@click.option(
+    "--nice",
+    default=None,
+    type=click.IntRange(0, 19),
+    help="CPU priority below the API's, 0-19 (HAENGBOK_WORKER_NICE, default 19).",
+)
+def worker(threads: int | None, nice: int | None) -> None:
     """Run Dramatiq worker threads on pgmq, the relay and the projections until SIGTERM."""
     import dataclasses
     import threading
 
     from haengbok import bootstrap
     from haengbok.logs import configure_logging
-    from haengbok.worker import WorkerProcess
+    from haengbok.worker import WorkerProcess, lower_cpu_priority
 
     settings = Settings.from_env()
     if threads:
         settings = dataclasses.replace(settings, worker_threads=threads)
+    # First, before any thread exists: threads inherit the nice value of their creator.
+    try:
+        in_effect = lower_cpu_priority(settings.worker_nice if nice is None else nice)
+    except ValueError as exc:
+        raise click.UsageError(f"{exc} (HAENGBOK_WORKER_NICE or --nice)") from exc
     configure_logging(settings)
     url, _server = _database(settings)
     bootstrap.record_routes(settings, url)
@@ -191,7 +202,10 @@ def worker(threads: int | None) -> None:
     stop = threading.Event()
     _stop_on_signals(stop.set)
     proc.start()
-    click.echo(f"worker running (pid {os.getpid()}); SIGTERM or Ctrl-C to stop", err=True)
+    click.echo(
+        f"worker running (pid {os.getpid()}, nice {in_effect}); SIGTERM or Ctrl-C to stop",
+        err=True,
+    )
     stop.wait()
     proc.stop(timeout_seconds=settings.shutdown_grace_seconds)
 

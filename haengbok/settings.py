@@ -33,6 +33,9 @@ class Settings:
     jwt_audience: str = "haengbok-api"
     worker_processes: int = 1
     worker_threads: int = 8
+    # CPU priority (nice, 0-19) of worker processes: on a host shared with the API, the API
+    # answers first under overload and the queues hold the burst (``haengbok.worker``).
+    worker_nice: int = 19
     # How long an idle Dramatiq consumer waits before checking for shutdown (ms).
     worker_idle_timeout_ms: int = 250
     relay_batch_size: int = 500
@@ -56,6 +59,10 @@ class Settings:
     pool_max_size: int = 10
     log_json: bool = False
     drain_seconds: float = 0.0
+    # New reservations are refused (503) while the deposit or recommendation queue holds more
+    # messages than this, or one older than this many seconds.
+    shed_queue_max_depth: int = 50_000
+    shed_queue_max_age_seconds: float = 60.0
     # How long a reservation saga waits for the deposit or recommendation context (seconds).
     dining_step_deadline_seconds: float = 600.0
     # Kubernetes kills a pod 30 s after SIGTERM; finish in-flight messages well before that.
@@ -81,6 +88,7 @@ class Settings:
             jwt_secret=env.get("HAENGBOK_JWT_SECRET", cls.jwt_secret),
             worker_processes=_int("HAENGBOK_WORKER_PROCESSES", 1),
             worker_threads=_int("HAENGBOK_WORKER_THREADS", 8),
+            worker_nice=_int("HAENGBOK_WORKER_NICE", cls.worker_nice),
             relay_batch_size=_int("HAENGBOK_RELAY_BATCH_SIZE", 500),
             relay_idle_poll_seconds=_float("HAENGBOK_RELAY_IDLE_POLL_SECONDS", 0.5),
             projection_round_interval_seconds=_float(
@@ -95,6 +103,10 @@ class Settings:
             log_json=env.get("HAENGBOK_LOG_JSON", "") in ("1", "true", "yes"),
             drain_seconds=_float("HAENGBOK_DRAIN_SECONDS", 0.0),
             shutdown_grace_seconds=_float("HAENGBOK_SHUTDOWN_GRACE_SECONDS", 20.0),
+            shed_queue_max_depth=_int("HAENGBOK_SHED_QUEUE_MAX_DEPTH", cls.shed_queue_max_depth),
+            shed_queue_max_age_seconds=_float(
+                "HAENGBOK_SHED_QUEUE_MAX_AGE_SECONDS", cls.shed_queue_max_age_seconds
+            ),
             dining_step_deadline_seconds=_float("HAENGBOK_DINING_STEP_DEADLINE_SECONDS", 600.0),
             payment_url=env.get("HAENGBOK_PAYMENT_URL") or cls.payment_url,
             payment_sandbox_port=_int("HAENGBOK_PAYMENT_SANDBOX_PORT", 8010),

@@ -6,6 +6,7 @@ another takes over when that process dies; schedulers split due deadlines by row
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,27 @@ from projections.projector import Projector
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
+
+MAX_NICE = 19
+
+
+def lower_cpu_priority(nice: int) -> int:
+    """Give the calling thread, and every thread it starts from now on, the nice value
+    ``nice`` (0-19) unless it already has a higher one, and return the value in effect.
+
+    Workers run asynchronous work: when they share a host with the API, a burst of requests
+    should be answered first and its messages wait in the queues (queue-based load
+    levelling); the workers take the cores back as soon as the API leaves them idle. The
+    priority only matters when the CPU is contended. On Linux a nice value belongs to a
+    thread and a new thread inherits its creator's, so call this before any thread starts.
+    Raising a nice value needs no privilege; lowering one does, so this never lowers it.
+    """
+    if not 0 <= nice <= MAX_NICE:
+        raise ValueError(f"a worker's nice value is 0 to {MAX_NICE}, not {nice}")
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 class WorkerProcess:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -100,6 +101,48 @@ async def append_async(
         return []
     try:
         cur = await conn.execute(*_statement(messages, ctx))
+        rows = await cur.fetchall()
+    except psycopg.errors.UniqueViolation as exc:
+        if _is_stream_conflict(exc):
+            raise ConcurrencyConflict(str(exc.diag.message_detail)) from exc
+        raise
+    return _appended(rows)
+
+
+@cache
+def _after_write(write_sql: str, append_sql: str) -> str:
+    """``append_sql`` with ``write_sql`` before it as a data-modifying CTE (which runs whether
+    or not anything refers to it): one statement, so both commit or neither, even with no
+    transaction around it."""
+    lines = append_sql.strip().splitlines()
+    while lines and lines[0].lstrip().startswith("--"):
+        lines.pop(0)
+    body = "\n".join(lines)
+    head = f"WITH _write AS (\n{write_sql.strip()}\n)"
+    if body[:5].upper() == "WITH ":
+        return f"{head}, {body[5:]}"
+    return f"{head}\n{body}"
+
+
+async def append_after_write_async(
+    conn: psycopg.AsyncConnection[Any],
+    write: tuple[str, Mapping[str, Any]],
+    messages: Sequence[NewMessage],
+    ctx: MessageContext,
+) -> list[Appended]:
+    """``append_async`` and a state change in ONE statement: ``write`` is an INSERT, UPDATE
+    or DELETE (its SQL, without RETURNING, and its named parameters, none of them named like
+    the append's). A command whose only change is this can run outside a transaction and
+    still leave both or neither, two round trips (BEGIN, COMMIT) cheaper."""
+    if not messages:
+        raise ValueError("append_after_write_async needs at least one message to append")
+    write_sql, write_params = write
+    append_sql, params = _statement(messages, ctx)
+    clash = write_params.keys() & params.keys()
+    if clash:
+        raise ValueError(f"the write's parameters {sorted(clash)} clash with the append's")
+    try:
+        cur = await conn.execute(_after_write(write_sql, append_sql), {**write_params, **params})
         rows = await cur.fetchall()
     except psycopg.errors.UniqueViolation as exc:
         if _is_stream_conflict(exc):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from litestar import Controller, Response, Router, post
+from litestar import Controller, Litestar, Response, Router, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
@@ -33,9 +33,10 @@ from api.dining.schemas import (
 from api.dining.services import get_reservation
 from api.dining.subscribers import DEPOSIT, RECOMMENDATION
 from api.openapi import COMMAND_RESPONSE_HEADERS, command_responses, problem_responses
-from api.shedding import refuse_when_overloaded
+from api.shedding import QueueLimits, refuse_when_overloaded
 from domain.dining.clock import Clock, utc_now
 from domain.dining.reservation import SETTLED, Reservation, VisitOutcome
+from haengbok.settings import Settings
 from outbox.envelope import Appended, MessageContext
 
 Conn = psycopg.AsyncConnection[Any]
@@ -43,11 +44,17 @@ DINING = "/dining"
 RESERVATIONS = "/reservations"
 
 
-# Deposit or recommendation overloaded: stop taking reservations, tell the client to retry.
-# The restaurant's queue is left out on purpose: with the restaurant context down,
-# reservations are still taken, paid, and confirmed once it is back.
+def _queue_limits(app: Litestar) -> QueueLimits:
+    settings: Settings = app.state.settings
+    return settings.shed_queue_max_depth, settings.shed_queue_max_age_seconds
+
+
+# Payment circuit open, or deposit or recommendation backed up beyond the settings' limits:
+# stop taking reservations, tell the client to retry. Below the limits a burst is taken and
+# waits in the queues. The restaurant's queue is left out on purpose: with the restaurant
+# context down, reservations are still taken, paid, and confirmed once it is back.
 _SHED_WHEN_OVERLOADED = refuse_when_overloaded(
-    breaker="payments", queues=[DEPOSIT, RECOMMENDATION], max_depth=1000, max_age_seconds=60
+    breaker="payments", queues=[DEPOSIT, RECOMMENDATION], limits=_queue_limits
 )
 
 
@@ -158,7 +165,8 @@ class ReservationCommands(Controller):
                 )
             )
 
-        return await dining.runner.run(handle, settled=reservation_settled)
+        # request_reservation reads the restaurant, then writes row and event in one statement.
+        return await dining.runner.run(handle, settled=reservation_settled, writes_once=True)
 
     @post(
         "/{reservation_id:uuid}/cancel",

@@ -24,7 +24,7 @@ from api.dining.storage import (
     one,
     one_async,
     record,
-    record_new_stream,
+    record_new_stream_after,
 )
 from domain.dining.errors import ReservationNotFound, ReservationNotPossible
 from domain.dining.messages import ConfirmReservation, RecordDepositPaid, RejectReservation
@@ -72,22 +72,21 @@ async def request_reservation(
     reservation, requested = Reservation.request(
         uuid.uuid4(), customer, restaurant, date, slot, party_size, now
     )
-    await conn.execute(
-        query("dining.insert_reservation"),
-        {
-            **_status(reservation),
-            "customer": customer,
-            "restaurant_id": restaurant.restaurant_id,
-            "restaurant_name": restaurant.name,
-            "date": date,
-            "slot": slot,
-            "party_size": party_size,
-            "deposit_amount": reservation.deposit_amount,
-        },
-    )
+    row = {
+        **_status(reservation),
+        "customer": customer,
+        "restaurant_id": restaurant.restaurant_id,
+        "restaurant_name": restaurant.name,
+        "date": date,
+        "slot": slot,
+        "party_size": party_size,
+        "deposit_amount": reservation.deposit_amount,
+    }
     # The reservation's stream is named after the id made above: nothing else can append to it
     # before this commits, so the savepoint that `record` retries stream races in is not needed.
-    return reservation, await record_new_stream(conn, ctx, [requested])
+    # Row and event go in one statement: the command's only write (the route runs it with ``writes_once``).
+    write = (query("dining.insert_reservation"), row)
+    return reservation, await record_new_stream_after(conn, ctx, write, [requested])
 
 
 async def _customers(

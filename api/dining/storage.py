@@ -23,7 +23,7 @@ from domain.dining.errors import AlreadyRated, DiningError, NoSeatsLeft
 from domain.messages import Message
 from outbox.consumers import HandlerContext
 from outbox.envelope import Appended, MessageContext, NewMessage
-from outbox.log import ConcurrencyConflict, append_async
+from outbox.log import ConcurrencyConflict, append_after_write_async, append_async
 from sql import query
 
 Row = dict[str, Any]
@@ -81,13 +81,18 @@ async def record(
             attempt += 1
 
 
-async def record_new_stream(
-    conn: psycopg.AsyncConnection[Any], ctx: MessageContext, messages: Sequence[Message]
+async def record_new_stream_after(
+    conn: psycopg.AsyncConnection[Any],
+    ctx: MessageContext,
+    write: tuple[str, Mapping[str, Any]],
+    messages: Sequence[Message],
 ) -> list[Appended]:
-    """``record`` for messages that start a stream no other transaction can know yet (it is
-    named after an id this transaction just made), so no concurrent append can race it: no
-    savepoint and no retry (two round trips fewer). A conflict would still raise."""
-    return await append_async(conn, [_new(m) for m in messages], ctx)
+    """Append messages that start a stream no other transaction can know yet (it is named
+    after an id this transaction just made), so no concurrent append can race it: no savepoint
+    and no retry. They go in one statement with ``write`` (a named query's SQL and its
+    parameters; ``outbox.log.append_after_write_async``), atomic with no transaction around.
+    A conflict would still raise."""
+    return await append_after_write_async(conn, write, [_new(m) for m in messages], ctx)
 
 
 @contextmanager

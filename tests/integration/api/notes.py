@@ -24,7 +24,7 @@ from api.openapi import COMMAND_RESPONSE_HEADERS, command_responses
 from api.problems import TemporarilyUnavailable
 from api.schemas import Command
 from outbox.envelope import MessageContext, NewMessage
-from outbox.log import ConcurrencyConflict, append_async
+from outbox.log import ConcurrencyConflict, append_after_write_async, append_async
 
 log = structlog.get_logger("tests.notes")
 
@@ -113,6 +113,28 @@ class NotesController(Controller):
             )
 
         return await command_runner.run(handle, settled=note_settled)
+
+    @post("/once", operation_id="createNoteInOneStatement", status_code=202)
+    async def once(
+        self, data: JSONBody[NoteCreate], command_runner: NamedDependency[CommandRunner]
+    ) -> Response[Any]:
+        """Row and event in one statement (``writes_once``); the answer says whether the
+        handler ran inside a transaction."""
+
+        async def handle(conn: psycopg.AsyncConnection[Any], ctx: MessageContext) -> CommandResult:
+            in_transaction = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            note_id = uuid.uuid4()
+            write = (
+                "INSERT INTO notes_test.note (id, text, priority) "
+                "VALUES (%(note_id)s, %(text)s, %(priority)s)",
+                {"note_id": note_id, "text": data.text, "priority": data.priority},
+            )
+            message = NewMessage("notes.NoteWritten", f"note-{note_id}", {"note_id": str(note_id)})
+            appended = await append_after_write_async(conn, write, [message], ctx)
+            resource = {"id": str(note_id), "in_transaction": in_transaction}
+            return CommandResult(resource, f"/notes/{note_id}", appended)
+
+        return await command_runner.run(handle, writes_once=True)
 
     @post("/conflicting", operation_id="createConflictingNote", status_code=202)
     async def conflicting(

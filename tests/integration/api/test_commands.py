@@ -66,6 +66,37 @@ class TestAcceptedCommand:
         assert [n.channel for n in received] == ["haengbok_outbox"]
 
 
+class TestWritesOnce:
+    """A handler whose one write is its last statement runs with no transaction around it,
+    unless an Idempotency-Key needs one for its claim."""
+
+    def test_without_a_key_it_runs_outside_a_transaction_and_writes_row_and_event(
+        self, client: TestClient[Litestar], auth: dict[str, str], database_url: str
+    ) -> None:
+        response = client.post("/notes/once", json={"text": "one statement"}, headers=auth)
+
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["in_transaction"] is False
+        assert int(response.headers["x-log-position"]) == body["log_position"]
+        assert notes(database_url) == 1
+        assert events(database_url) == 1
+
+    def test_with_a_key_it_runs_in_the_keys_transaction_and_replays(
+        self, client: TestClient[Litestar], auth: dict[str, str], database_url: str
+    ) -> None:
+        headers = {**auth, **_key()}
+
+        first = client.post("/notes/once", json={"text": "keyed"}, headers=headers)
+        again = client.post("/notes/once", json={"text": "keyed"}, headers=headers)
+
+        assert first.status_code == again.status_code == 202
+        assert first.json()["in_transaction"] is True
+        assert again.json() == first.json()
+        assert again.headers["idempotent-replayed"] == "true"
+        assert notes(database_url) == 1
+
+
 class TestIdempotencyKey:
     def test_a_retry_replays_the_same_response_and_has_one_effect(
         self, client: TestClient[Litestar], auth: dict[str, str], database_url: str

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from psycopg import sql
 
+from api.app import create_app
+from api.dining.commands import controllers
+from api.dining.subscribers import DEPOSIT, RECOMMENDATION, RESTAURANT
+from haengbok.bootstrap import problems
 from haengbok.settings import Settings
 from tests.integration.api.support import assert_problem
+from tests.integration.dining.conftest import MovableClock
 from tests.integration.dining.support import (
     Client,
     count_rows,
@@ -171,6 +180,78 @@ class TestOverloadedDeposit:
         assert problem["type"] == "urn:haengbok:problem:temporarily-unavailable"
         assert 1 <= int(response.headers["retry-after"]) <= 30
         assert _reservations(database_url) == 0
+
+
+def _fill(database_url: str, queue: str, messages: int, *, age_seconds: float = 0.0) -> None:
+    """``messages`` messages in ``queue``, enqueued ``age_seconds`` ago."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pgmq.create(%s)", [queue])
+        for _ in range(messages):
+            conn.execute("SELECT pgmq.send(%s, '{}'::jsonb)", [queue])
+        conn.execute(
+            sql.SQL("UPDATE pgmq.{} SET enqueued_at = now() - make_interval(secs => %s)").format(
+                sql.Identifier(f"q_{queue}")
+            ),
+            [age_seconds],
+        )
+
+
+def _client_with(settings: Settings, **limits: Any) -> TestClient[Litestar]:
+    app = create_app(
+        replace(settings, **limits), controllers=controllers(MovableClock()), problems=problems()
+    )
+    return TestClient(app)
+
+
+class TestBackedUpQueues:
+    """The settings' queue limits decide when a burst waits in the queues and when new
+    reservations are refused: the same queue state, two limits."""
+
+    @pytest.mark.parametrize("queue", [DEPOSIT, RECOMMENDATION])
+    def test_a_queue_deeper_than_the_limit_refuses_reservations_with_retry_after(
+        self, settings: Settings, database_url: str, restaurant: dict[str, Any], queue: str
+    ) -> None:
+        _fill(database_url, queue, 3)
+        body = reservation_body(restaurant["restaurant_id"])
+
+        with _client_with(settings, shed_queue_max_depth=2) as tight:
+            refused = tight.post("/dining/reservations", json=body, headers=customer(settings))
+        problem = assert_problem(refused, 503)
+        assert "backlog" in problem["detail"] and "Retry in 5 seconds" in problem["detail"]
+        assert refused.headers["retry-after"] == "5"
+        assert _reservations(database_url) == 0
+        assert count_rows(database_url, "outbox.event") == 1  # the restaurant's own
+
+        with _client_with(settings, shed_queue_max_depth=3) as roomy:
+            accepted = roomy.post("/dining/reservations", json=body, headers=customer(settings))
+        assert accepted.status_code == 202, accepted.text
+        assert _reservations(database_url) == 1
+
+    def test_a_message_older_than_the_limit_refuses_reservations(
+        self, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        _fill(database_url, DEPOSIT, 1, age_seconds=120)
+        body = reservation_body(restaurant["restaurant_id"])
+
+        with _client_with(settings, shed_queue_max_age_seconds=60) as tight:
+            assert_problem(
+                tight.post("/dining/reservations", json=body, headers=customer(settings)), 503
+            )
+        assert _reservations(database_url) == 0
+
+        with _client_with(settings, shed_queue_max_age_seconds=180) as roomy:
+            accepted = roomy.post("/dining/reservations", json=body, headers=customer(settings))
+        assert accepted.status_code == 202, accepted.text
+
+    def test_the_restaurant_queue_never_refuses_reservations(
+        self, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        _fill(database_url, RESTAURANT, 3, age_seconds=120)
+        body = reservation_body(restaurant["restaurant_id"])
+
+        with _client_with(settings, shed_queue_max_depth=2, shed_queue_max_age_seconds=60) as c:
+            accepted = c.post("/dining/reservations", json=body, headers=customer(settings))
+        assert accepted.status_code == 202, accepted.text
 
 
 class TestCancel:

@@ -4,6 +4,7 @@ Both statements are covered: one message (a scalar INSERT) and several (the arra
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from typing import Any
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from outbox.envelope import MessageContext, NewMessage
-from outbox.log import ConcurrencyConflict, append, append_each
+from outbox.log import ConcurrencyConflict, append, append_after_write_async, append_each
 from tests.waiting import wait_until
 
 CTX = MessageContext.new(actor="tester")
@@ -102,3 +103,68 @@ class TestAppendEach:
     def test_nothing_to_append_is_no_statement(self, database_url: str) -> None:
         with psycopg.connect(database_url) as conn:
             assert append_each(conn, []) == []
+
+
+class TestAppendAfterWrite:
+    """A state change and its events in one statement: both or neither, with no transaction
+    around them (an autocommit connection, as the API's pool hands out)."""
+
+    WRITE = "INSERT INTO aaw_test.thing (id, label) VALUES (%(thing_id)s, %(label)s)"
+
+    @pytest.fixture(autouse=True)
+    def table(self, database_url: str) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA aaw_test")
+            conn.execute("CREATE TABLE aaw_test.thing (id int PRIMARY KEY, label text NOT NULL)")
+
+    def _run(self, url: str, thing_id: int, messages: list[NewMessage]) -> list[Any]:
+        async def go() -> list[Any]:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                write = (self.WRITE, {"thing_id": thing_id, "label": f"thing {thing_id}"})
+                return await append_after_write_async(conn, write, messages, CTX)
+
+        return asyncio.run(go())
+
+    def _state(self, url: str) -> tuple[list[Any], list[Any]]:
+        with psycopg.connect(url) as conn:
+            things = conn.execute("SELECT id FROM aaw_test.thing ORDER BY id").fetchall()
+            events = conn.execute(
+                "SELECT stream, version FROM outbox.event ORDER BY position"
+            ).fetchall()
+        return [r[0] for r in things], [tuple(r) for r in events]
+
+    @pytest.mark.parametrize("batch", [1, 3])
+    def test_the_write_and_the_events_commit_together(self, database_url: str, batch: int) -> None:
+        appended = self._run(database_url, 1, [_msg("aaw-1", i) for i in range(batch)])
+
+        assert [a.version for a in appended] == list(range(1, batch + 1))
+        things, events = self._state(database_url)
+        assert things == [1]
+        assert events == [("aaw-1", v) for v in range(1, batch + 1)]
+
+    def test_a_failing_write_appends_nothing(self, database_url: str) -> None:
+        self._run(database_url, 1, [_msg("aaw-1", 0)])
+
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            self._run(database_url, 1, [_msg("aaw-2", 0)])  # the same id again
+
+        assert self._state(database_url) == ([1], [("aaw-1", 1)])
+
+    def test_a_failing_append_leaves_the_write_undone(self, database_url: str) -> None:
+        taken = _msg("aaw-1", 0)
+        self._run(database_url, 1, [taken])
+        again = NewMessage(taken.type, "aaw-other", {"n": 1}, event_id=taken.event_id)
+
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            self._run(database_url, 2, [again])  # the event id is taken
+
+        assert self._state(database_url) == ([1], [("aaw-1", 1)])
+
+    def test_parameters_clashing_with_the_appends_are_refused(self, database_url: str) -> None:
+        async def go() -> None:
+            async with await psycopg.AsyncConnection.connect(database_url) as conn:
+                write = ("DELETE FROM aaw_test.thing WHERE id = %(stream)s", {"stream": 1})
+                await append_after_write_async(conn, write, [_msg("aaw-1", 0)], CTX)
+
+        with pytest.raises(ValueError, match=r"\['stream'\] clash"):
+            asyncio.run(go())
