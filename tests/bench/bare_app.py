@@ -14,6 +14,7 @@ slot in the future, party size), no stream-version computation (a new stream sta
 relay wake-up after the commit, and nothing consumes what it writes (no relay, no saga).
 
     DATABASE_URL=... uvicorn tests.bench.bare_app:create_app --factory --workers N
+    (``create_app_one_statement``: the same inserts as one statement, no transaction)
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ INSERT INTO outbox.event (event_id, kind, type, stream, version, payload, correl
 VALUES (%(event_id)s, 'event', 'reservation.ReservationRequested', %(stream)s, 1, %(payload)s,
         %(correlation_id)s, %(causation_id)s, %(customer)s)
 """
+
+# create_app_one_statement: both rows in one statement with no transaction around it, the shape
+# the real command's write has had since session 10 (outbox.log.append_after_write_async).
+INSERT_BOTH = f"WITH _write AS ({INSERT_RESERVATION}) {INSERT_EVENT}"
 
 
 class ReservationBody(msgspec.Struct):
@@ -86,9 +91,13 @@ async def reserve(request: Request[Any, Any, Any]) -> Response[bytes]:
         "causation_id": uuid.uuid4(),
     }
     pool: AsyncConnectionPool[Any] = request.app.state.pool
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute(INSERT_RESERVATION, params)
-        await conn.execute(INSERT_EVENT, params)
+    if request.app.state.one_statement:
+        async with pool.connection() as conn:  # autocommit: one round trip
+            await conn.execute(INSERT_BOTH, params)
+    else:
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(INSERT_RESERVATION, params)
+            await conn.execute(INSERT_EVENT, params)
     location = f"/dining/reservations/{reservation_id}"
     answer = msgspec.json.encode({"reservation_id": reservation_id, "status": "PENDING"})
     return Response(answer, status_code=202, media_type="application/json",
@@ -101,6 +110,16 @@ async def health() -> dict[str, str]:
 
 
 def create_app() -> Litestar:
+    """Two inserts in a transaction: BEGIN, INSERT, INSERT, COMMIT."""
+    return _create_app(one_statement=False)
+
+
+def create_app_one_statement() -> Litestar:
+    """The same two inserts as one statement in autocommit: one round trip."""
+    return _create_app(one_statement=True)
+
+
+def _create_app(*, one_statement: bool) -> Litestar:
     url = os.environ["DATABASE_URL"]
 
     @asynccontextmanager
@@ -116,4 +135,6 @@ def create_app() -> Litestar:
         finally:
             await pool.close()
 
-    return Litestar(route_handlers=[reserve, health], lifespan=[lifespan], debug=False)
+    app = Litestar(route_handlers=[reserve, health], lifespan=[lifespan], debug=False)
+    app.state.one_statement = one_statement
+    return app

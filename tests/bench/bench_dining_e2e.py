@@ -300,6 +300,7 @@ def main() -> None:
     procs = Processes()
     result: dict[str, Any] = {
         "api_processes": args.api_processes, "workers": args.workers, "threads": args.threads,
+        "worker_nice": Settings.from_env().worker_nice,
         "latency_method": "ReservationConfirmed occurred_at (DB clock_timestamp) minus the "
         "client's request start (time.time(), same host); read after the run, no polling",
     }  # fmt: skip

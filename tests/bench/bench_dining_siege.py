@@ -11,7 +11,9 @@ With ``--rounds 2`` the second round runs the bare handler first.
         [--processes 1,2,3] [--workers 1] [--rounds 1] [--api-only]
 
 ``--api-only`` stops the workers during the siege (they start afterwards and work through the
-backlog): the API's own cost, without the workers competing for the two cores.
+backlog): the API's own cost, without the workers competing for the two cores. The workers run at their configured CPU priority
+(``HAENGBOK_WORKER_NICE``, 19 by default: the API answers first, the burst waits in the
+queues); ``HAENGBOK_WORKER_NICE=0`` has them compete with the API as equals.
 """
 
 from __future__ import annotations
@@ -143,6 +145,9 @@ def siege_system(
         drop_database(url)
 
 
+BARE_FACTORIES = {"two-statements": "create_app", "one-statement": "create_app_one_statement"}
+
+
 def siege_bare(
     args: argparse.Namespace, procs: Processes, processes: int, rc: Path
 ) -> dict[str, Any]:
@@ -151,7 +156,8 @@ def siege_bare(
         port = free_port()
         base = f"http://{HOST}:{port}"
         argv = [
-            sys.executable, "-m", "uvicorn", "tests.bench.bare_app:create_app", "--factory",
+            sys.executable, "-m", "uvicorn", f"tests.bench.bare_app:{BARE_FACTORIES[args.bare]}",
+            "--factory",
             "--host", HOST, "--port", str(port), "--workers", str(processes),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
@@ -165,7 +171,7 @@ def siege_bare(
         )
         headers = {"Content-Type": "application/json"}
         before = reservations(url)
-        print(f"  bare, {processes} process(es): siege ...", flush=True)
+        print(f"  bare ({args.bare}), {processes} process(es): siege ...", flush=True)
         result = run_siege(
             urls, concurrency=args.concurrency, seconds=args.seconds, headers=headers, rc_file=rc
         )
@@ -194,6 +200,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads per worker")
     parser.add_argument("--restaurants", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--bare",
+        choices=sorted(BARE_FACTORIES),
+        default="two-statements",
+        help="the bare handler's inserts: in a transaction (two-statements, the issue's "
+        "baseline) or as one statement in autocommit, as the real command writes",
+    )
     parser.add_argument(
         "--settle-deadline",
         type=float,
@@ -231,6 +244,7 @@ def main() -> None:
     result = {
         "seconds": args.seconds, "concurrency": args.concurrency, "workers": args.workers,
         "threads": args.threads, "api_only": args.api_only, "runs": runs,
+        "worker_nice": Settings.from_env().worker_nice, "bare": args.bare,
         "logs": str(procs.log_dir),
     }  # fmt: skip
     print(f"written {write_result(args.name, result)}")
