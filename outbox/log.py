@@ -99,8 +99,14 @@ async def append_async(
     """``append`` for the API's async connections."""
     if not messages:
         return []
+    return await _run_append_async(conn, *_statement(messages, ctx))
+
+
+async def _run_append_async(
+    conn: psycopg.AsyncConnection[Any], statement: str, params: Mapping[str, Any]
+) -> list[Appended]:
     try:
-        cur = await conn.execute(*_statement(messages, ctx))
+        cur = await conn.execute(statement, params)
         rows = await cur.fetchall()
     except psycopg.errors.UniqueViolation as exc:
         if _is_stream_conflict(exc):
@@ -141,11 +147,6 @@ async def append_after_write_async(
     clash = write_params.keys() & params.keys()
     if clash:
         raise ValueError(f"the write's parameters {sorted(clash)} clash with the append's")
-    try:
-        cur = await conn.execute(_after_write(write_sql, append_sql), {**write_params, **params})
-        rows = await cur.fetchall()
-    except psycopg.errors.UniqueViolation as exc:
-        if _is_stream_conflict(exc):
-            raise ConcurrencyConflict(str(exc.diag.message_detail)) from exc
-        raise
-    return _appended(rows)
+    return await _run_append_async(
+        conn, _after_write(write_sql, append_sql), {**write_params, **params}
+    )
