@@ -170,8 +170,9 @@ def api(host: str | None, port: int | None, processes: int) -> None:
 @click.option(
     "--nice",
     default=None,
-    type=click.IntRange(0, 19),
-    help="CPU priority below the API's, 0-19 (HAENGBOK_WORKER_NICE, default 19).",
+    type=int,
+    help="CPU priority below the API's, 0-19 "
+    f"(HAENGBOK_WORKER_NICE, default {Settings.worker_nice}).",
 )
 def worker(threads: int | None, nice: int | None) -> None:
     """Run Dramatiq worker threads on pgmq, the relay and the projections until SIGTERM."""

@@ -84,7 +84,7 @@ async def request_reservation(
     }
     # The reservation's stream is named after the id made above: nothing else can append to it
     # before this commits, so the savepoint that `record` retries stream races in is not needed.
-    # Row and event go in one statement: the command's only write (the route runs it with ``writes_once``).
+    # Row and event go in one statement, the command's only write (its route says writes_once).
     write = (query("dining.insert_reservation"), row)
     return reservation, await record_new_stream_after(conn, ctx, write, [requested])
 

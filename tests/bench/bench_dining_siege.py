@@ -11,9 +11,10 @@ With ``--rounds 2`` the second round runs the bare handler first.
         [--processes 1,2,3] [--workers 1] [--rounds 1] [--api-only]
 
 ``--api-only`` stops the workers during the siege (they start afterwards and work through the
-backlog): the API's own cost, without the workers competing for the two cores. The workers run at their configured CPU priority
-(``HAENGBOK_WORKER_NICE``, 19 by default: the API answers first, the burst waits in the
-queues); ``HAENGBOK_WORKER_NICE=0`` has them compete with the API as equals.
+backlog): the API's own cost, without the workers competing for the two cores. The workers
+run at their configured CPU priority (``HAENGBOK_WORKER_NICE``, 19 by default: the API answers
+first, the burst waits in the queues); ``HAENGBOK_WORKER_NICE=0`` has them compete with the API
+as equals.
 """
 
 from __future__ import annotations

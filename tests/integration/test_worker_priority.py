@@ -104,10 +104,13 @@ class TestWorkerProcess:
         assert set(values.values()) == {expected}, values
         assert f"nice {expected}" in line
 
+    @pytest.mark.parametrize(
+        ("args", "env"), [([], {"HAENGBOK_WORKER_NICE": "25"}), (["--nice", "25"], {})]
+    )
     def test_a_nice_value_out_of_range_is_a_usage_error_naming_the_setting(
-        self, start_worker: StartWorker
+        self, start_worker: StartWorker, args: list[str], env: dict[str, str]
     ) -> None:
-        worker = start_worker([], {"HAENGBOK_WORKER_NICE": "25"})
+        worker = start_worker(args, env)
 
         assert worker.proc.wait(timeout=30) == 2
         assert worker.proc.stderr is not None
