@@ -13,6 +13,7 @@ from outbox.envelope import Appended, MessageContext, NewMessage
 from sql import query
 
 STREAM_VERSION_CONSTRAINT = "event_stream_version_key"
+STALE_READ_SQLSTATE = "YH001"  # raised by outbox.expect (migration 0011)
 
 
 class ConcurrencyConflict(Exception):
@@ -23,6 +24,12 @@ class ConcurrencyConflict(Exception):
     """
 
     transient = True
+
+
+class StaleRead(ConcurrencyConflict):
+    """A one-statement write found that what it was decided on has changed since it was read
+    (its ``WHERE outbox.expect(...)`` did not hold): nothing was written; read afresh and
+    decide again. A kind of ``ConcurrencyConflict``, so it is retried and answered the same."""
 
 
 def _row(m: NewMessage, c: MessageContext) -> dict[str, Any]:
@@ -112,6 +119,10 @@ async def _run_append_async(
         if _is_stream_conflict(exc):
             raise ConcurrencyConflict(str(exc.diag.message_detail)) from exc
         raise
+    except psycopg.Error as exc:
+        if exc.sqlstate == STALE_READ_SQLSTATE:
+            raise StaleRead(str(exc.diag.message_primary)) from exc
+        raise
     return _appended(rows)
 
 
@@ -139,7 +150,9 @@ async def append_after_write_async(
     """``append_async`` and a state change in ONE statement: ``write`` is an INSERT, UPDATE
     or DELETE (its SQL, without RETURNING, and its named parameters, none of them named like
     the append's). A command whose only change is this can run outside a transaction and
-    still leave both or neither, two round trips (BEGIN, COMMIT) cheaper."""
+    still leave both or neither, two round trips (BEGIN, COMMIT) cheaper. A write that
+    depends on an earlier read says so with ``WHERE outbox.expect(...)``: when that read is
+    out of date, nothing is written or appended and ``StaleRead`` is raised."""
     if not messages:
         raise ValueError("append_after_write_async needs at least one message to append")
     write_sql, write_params = write

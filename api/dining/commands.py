@@ -19,6 +19,7 @@ from litestar.params import FromPath, JSONBody
 from api.auth import Role, requires_roles
 from api.commands import CommandResult, CommandRunner, Resource
 from api.dining import reservations
+from api.dining.restaurant_cache import RestaurantCache
 from api.dining.restaurants import register_restaurant
 from api.dining.schemas import (
     RatingCreate,
@@ -78,13 +79,14 @@ async def reservation_settled(conn: Conn, accepted: Resource) -> Resource | None
 
 @dataclass(frozen=True, slots=True)
 class DiningCommand:
-    """What a reservation command needs: the command runner (which knows the caller) and the
-    Dining clock. One dependency rather than three on purpose: Litestar resolves sibling
-    dependencies concurrently, in an anyio task group per request, which cost more CPU than
-    the command's own SQL on the siege."""
+    """What a reservation command needs: the command runner (which knows the caller), the
+    Dining clock and the app's kept restaurants. One dependency rather than several on
+    purpose: Litestar resolves sibling dependencies concurrently, in an anyio task group per
+    request, which cost more CPU than the command's own SQL on the siege."""
 
     runner: CommandRunner
     clock: Clock
+    restaurants: RestaurantCache
 
     @property
     def caller(self) -> str:
@@ -162,10 +164,12 @@ class ReservationCommands(Controller):
                     slot=data.slot,
                     party_size=data.party_size,
                     now=dining.clock(),
+                    restaurants=dining.restaurants,
                 )
             )
 
-        # request_reservation reads the restaurant, then writes row and event in one statement.
+        # request_reservation writes row and event in one statement (with the restaurant kept
+        # from an earlier request, checked by that statement), or reads the restaurant first.
         return await dining.runner.run(handle, settled=reservation_settled, writes_once=True)
 
     @post(
@@ -268,10 +272,12 @@ COMMAND_CONTROLLERS: tuple[type[Controller], ...] = (RestaurantCommands, Reserva
 
 
 def dining_command(clock: Clock) -> Callable[[CommandRunner], DiningCommand]:
-    """The provider of the ``dining`` dependency, with the clock the routes use."""
+    """The provider of the ``dining`` dependency, with the clock the routes use and one
+    restaurant cache for all their requests."""
+    restaurants = RestaurantCache()
 
     def provide_dining(command_runner: NamedDependency[CommandRunner]) -> DiningCommand:
-        return DiningCommand(command_runner, clock)
+        return DiningCommand(command_runner, clock, restaurants)
 
     return provide_dining
 

@@ -16,9 +16,11 @@ from typing import Any
 import psycopg
 import structlog
 
+from api.dining.restaurant_cache import RestaurantCache
 from api.dining.rows import reservation_from_row
 from api.dining.services import get_restaurant
 from api.dining.storage import (
+    APPEND_ATTEMPTS,
     constraint_errors,
     emit,
     one,
@@ -39,6 +41,7 @@ from domain.dining.reservation import (
 from domain.messages import Event
 from outbox.consumers import HandlerContext
 from outbox.envelope import Appended, Envelope, MessageContext
+from outbox.log import StaleRead
 from sql import query
 
 log = structlog.get_logger("dining.reservation")
@@ -64,29 +67,46 @@ async def request_reservation(
     slot: str,
     party_size: int,
     now: dt.datetime,
+    restaurants: RestaurantCache | None = None,
 ) -> Changed:
-    """A PENDING reservation and its ReservationRequested (which starts the saga)."""
-    restaurant = await get_restaurant(conn, restaurant_id)
-    if restaurant is None:
-        raise ReservationNotPossible(f"there is no restaurant {restaurant_id}")
-    reservation, requested = Reservation.request(
-        uuid.uuid4(), customer, restaurant, date, slot, party_size, now
-    )
-    row = {
-        **_status(reservation),
-        "customer": customer,
-        "restaurant_id": restaurant.restaurant_id,
-        "restaurant_name": restaurant.name,
-        "date": date,
-        "slot": slot,
-        "party_size": party_size,
-        "deposit_amount": reservation.deposit_amount,
-    }
-    # The reservation's stream is named after the id made above: nothing else can append to it
-    # before this commits, so the savepoint that `record` retries stream races in is not needed.
-    # Row and event go in one statement, the command's only write (its route says writes_once).
-    write = (query("dining.insert_reservation"), row)
-    return reservation, await record_new_stream_after(conn, ctx, write, [requested])
+    """A PENDING reservation and its ReservationRequested (which starts the saga).
+
+    It is decided on the restaurant as ``restaurants`` keeps it (read now when not kept, or
+    when no cache is given). The write checks that the restaurant is still so; when it has
+    changed, nothing is written, and the request reads it afresh and is decided again."""
+    cache = RestaurantCache(max_entries=1) if restaurants is None else restaurants
+    reservation_id = uuid.uuid4()
+    attempt = 1
+    while True:
+        restaurant = await cache.get(conn, restaurant_id, fresh=attempt > 1)
+        if restaurant is None:
+            raise ReservationNotPossible(f"there is no restaurant {restaurant_id}")
+        reservation, requested = Reservation.request(
+            reservation_id, customer, restaurant, date, slot, party_size, now
+        )
+        row = {
+            **_status(reservation),
+            "customer": customer,
+            "restaurant_id": restaurant.restaurant_id,
+            "restaurant_name": restaurant.name,
+            "restaurant_slots": list(restaurant.slots),
+            "restaurant_capacity": restaurant.capacity_per_slot,
+            "date": date,
+            "slot": slot,
+            "party_size": party_size,
+            "deposit_amount": reservation.deposit_amount,
+        }
+        # The reservation's stream is named after the id made above: nothing else can append
+        # to it before this commits, so the savepoint `record` retries stream races in is not
+        # needed. Row and event go in one statement, the command's only write (its route says
+        # writes_once), which also checks the restaurant (dining.insert_reservation).
+        write = (query("dining.insert_reservation"), row)
+        try:
+            return reservation, await record_new_stream_after(conn, ctx, write, [requested])
+        except StaleRead:
+            if attempt == APPEND_ATTEMPTS:
+                raise
+            attempt += 1
 
 
 async def _customers(

@@ -91,8 +91,14 @@ async def record_new_stream_after(
     after an id this transaction just made), so no concurrent append can race it: no savepoint
     and no retry. They go in one statement with ``write`` (a named query's SQL and its
     parameters; ``outbox.log.append_after_write_async``), atomic with no transaction around.
-    A conflict would still raise."""
-    return await append_after_write_async(conn, write, [_new(m) for m in messages], ctx)
+    A conflict would still raise, and so does a write's ``StaleRead``. Inside a transaction
+    (an idempotent request's) they run in a savepoint, so that such a failure leaves the
+    transaction usable for the caller's next try."""
+    new = [_new(m) for m in messages]
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        return await append_after_write_async(conn, write, new, ctx)
+    async with conn.transaction():
+        return await append_after_write_async(conn, write, new, ctx)
 
 
 @contextmanager

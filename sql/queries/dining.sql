@@ -75,10 +75,23 @@ RETURNING s.seats_taken
 -- reservation --------------------------------------------------------------------------------
 
 -- name: insert_reservation
+-- A new reservation, written only while the restaurant is still as the request read it (an
+-- earlier statement, or an earlier request: api/dining/restaurant_cache.py): the name, slots,
+-- seats and deposit the reservation was decided on. Otherwise outbox.expect fails the statement
+-- (YH001, outbox.log.StaleRead) and nothing is written.
 INSERT INTO reservation.reservation (reservation_id, customer, restaurant_id, restaurant_name,
                                      date, slot, party_size, deposit_amount, status)
-VALUES (%(reservation_id)s, %(customer)s, %(restaurant_id)s, %(restaurant_name)s, %(date)s,
-        %(slot)s, %(party_size)s, %(deposit_amount)s, %(status)s)
+SELECT %(reservation_id)s::uuid, %(customer)s::text, %(restaurant_id)s::uuid,
+       %(restaurant_name)s::text, %(date)s::date, %(slot)s::text, %(party_size)s::integer,
+       %(deposit_amount)s::integer, %(status)s::text
+WHERE outbox.expect(
+    EXISTS (SELECT FROM restaurant.restaurant r
+            WHERE r.restaurant_id = %(restaurant_id)s::uuid
+              AND r.name = %(restaurant_name)s::text
+              AND r.slots = %(restaurant_slots)s::text[]
+              AND r.capacity_per_slot = %(restaurant_capacity)s::integer
+              AND r.deposit_amount = %(deposit_amount)s::integer),
+    'restaurant ' || %(restaurant_id)s::text || ' has changed since this request read it')
 
 -- name: get_reservation
 SELECT r.reservation_id, r.customer, r.restaurant_id, r.restaurant_name, r.date, r.slot,

@@ -13,7 +13,13 @@ import psycopg
 import pytest
 
 from outbox.envelope import MessageContext, NewMessage
-from outbox.log import ConcurrencyConflict, append, append_after_write_async, append_each
+from outbox.log import (
+    ConcurrencyConflict,
+    StaleRead,
+    append,
+    append_after_write_async,
+    append_each,
+)
 from tests.waiting import wait_until
 
 CTX = MessageContext.new(actor="tester")
@@ -159,6 +165,35 @@ class TestAppendAfterWrite:
             self._run(database_url, 2, [again])  # the event id is taken
 
         assert self._state(database_url) == ([1], [("aaw-1", 1)])
+
+    def _run_expecting(self, url: str, holds: bool) -> list[Any]:
+        # A write decided on a read: it may run only while the label it read is still "kept".
+        write_sql = (
+            "INSERT INTO aaw_test.thing (id, label) SELECT %(thing_id)s, %(label)s "
+            "WHERE outbox.expect(%(holds)s, 'the thing was changed meanwhile')"
+        )
+
+        async def go() -> list[Any]:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                write = (write_sql, {"thing_id": 7, "label": "seven", "holds": holds})
+                return await append_after_write_async(conn, write, [_msg("aaw-7", 0)], CTX)
+
+        return asyncio.run(go())
+
+    def test_a_write_whose_expectation_holds_commits_with_its_events(
+        self, database_url: str
+    ) -> None:
+        appended = self._run_expecting(database_url, holds=True)
+
+        assert [a.stream for a in appended] == ["aaw-7"]
+        assert self._state(database_url) == ([7], [("aaw-7", 1)])
+
+    def test_a_stale_read_writes_and_appends_nothing(self, database_url: str) -> None:
+        with pytest.raises(StaleRead, match="the thing was changed meanwhile") as raised:
+            self._run_expecting(database_url, holds=False)
+
+        assert isinstance(raised.value, ConcurrencyConflict)  # retried and answered as one
+        assert self._state(database_url) == ([], [])
 
     def test_parameters_clashing_with_the_appends_are_refused(self, database_url: str) -> None:
         async def go() -> None:

@@ -1,0 +1,1 @@
+DROP FUNCTION outbox.expect(boolean, text);
