@@ -88,8 +88,8 @@ async def record_new_stream_after(
     messages: Sequence[Message],
 ) -> list[Appended]:
     """Append messages that start a stream no other transaction can know yet (it is named
-    after an id this transaction just made), so no concurrent append can race it: no savepoint
-    and no retry. They go in one statement with ``write`` (a named query's SQL and its
+    after an id this transaction just made), so no concurrent append can race it: no retry
+    here. They go in one statement with ``write`` (a named query's SQL and its
     parameters; ``outbox.log.append_after_write_async``), atomic with no transaction around.
     A conflict would still raise, and so does a write's ``StaleRead``. Inside a transaction
     (an idempotent request's) they run in a savepoint, so that such a failure leaves the

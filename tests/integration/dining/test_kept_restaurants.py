@@ -219,3 +219,7 @@ class TestTheCache:
         # third pushed out second (first was used more recently), so second is read again
         assert loads == [first, second, third, second]
         assert len(cache) == 2
+
+    def test_it_holds_at_least_one_restaurant(self) -> None:
+        with pytest.raises(ValueError, match="at least one restaurant"):
+            RestaurantCache(max_entries=0)
