@@ -1,7 +1,10 @@
 """Dining's write-side query functions: how other code reads a context's own tables.
 
 Other contexts and the read side never query the ``restaurant``, ``reservation`` or
-``deposit`` schemas directly; they call these (on the API's async connections).
+``deposit`` schemas directly; they call these (on the API's async connections). One exception,
+on purpose: a new reservation's insert checks in the same statement that the restaurant it was
+decided on (read through ``get_restaurant``, perhaps by an earlier request) is unchanged
+(``dining.insert_reservation``), since a second statement would cost the round trip it saves.
 """
 
 from __future__ import annotations
