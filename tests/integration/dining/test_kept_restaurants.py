@@ -139,7 +139,7 @@ class TestOverHttp:
 
 
 class CountingLoader:
-    """``get_restaurant`` that counts its reads, or always answers ``answer`` when given."""
+    """``get_restaurant`` that counts its reads; given ``answer``, it answers that instead."""
 
     def __init__(self, answer: Restaurant | None = None) -> None:
         self.reads = 0
@@ -149,8 +149,9 @@ class CountingLoader:
         self, conn: psycopg.AsyncConnection[Any], restaurant_id: uuid.UUID
     ) -> Restaurant | None:
         self.reads += 1
-        found = await get_restaurant(conn, restaurant_id)
-        return found if self.answer is None else self.answer
+        if self.answer is not None:
+            return self.answer
+        return await get_restaurant(conn, restaurant_id)
 
 
 def _request_many(url: str, restaurant_id: str, cache: RestaurantCache, count: int) -> None:
@@ -179,7 +180,7 @@ class TestTheCache:
         assert count_rows(database_url, "reservation.reservation") == 3
 
     def test_a_restaurant_that_never_matches_gives_up_with_a_conflict_and_writes_nothing(
-        self, client: Client, database_url: str, restaurant: dict[str, Any]
+        self, database_url: str, restaurant: dict[str, Any]
     ) -> None:
         async def real() -> Restaurant | None:
             async with await psycopg.AsyncConnection.connect(database_url) as conn:

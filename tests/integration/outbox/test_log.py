@@ -167,7 +167,8 @@ class TestAppendAfterWrite:
         assert self._state(database_url) == ([1], [("aaw-1", 1)])
 
     def _run_expecting(self, url: str, holds: bool) -> list[Any]:
-        # A write decided on a read: it may run only while the label it read is still "kept".
+        # A write under outbox.expect, given whether its condition holds (a real write would
+        # compare what it read with the row as it is now).
         write_sql = (
             "INSERT INTO aaw_test.thing (id, label) SELECT %(thing_id)s, %(label)s "
             "WHERE outbox.expect(%(holds)s, 'the thing was changed meanwhile')"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from api.problems import ProblemRegistry, ProblemType, default_problems, problem_type
-from outbox.log import ConcurrencyConflict
+from outbox.log import ConcurrencyConflict, StaleRead
 
 
 class SeatTaken(Exception):
@@ -35,7 +37,10 @@ class TestProblemRegistry:
         assert base.lookup(SeatTaken()) is None
         assert extended.lookup(SeatTaken()) is not None
 
-    def test_concurrency_conflicts_are_409s_by_default(self) -> None:
-        found = default_problems().lookup(ConcurrencyConflict("x"))
+    @pytest.mark.parametrize("conflict", [ConcurrencyConflict, StaleRead])
+    def test_concurrency_conflicts_are_409s_by_default(
+        self, conflict: type[ConcurrencyConflict]
+    ) -> None:
+        found = default_problems().lookup(conflict("x"))
         assert found is not None
         assert found.status == 409
