@@ -59,8 +59,8 @@ class Settings:
     pool_max_size: int = 10
     log_json: bool = False
     drain_seconds: float = 0.0
-    # New reservations are refused (503) while the deposit or recommendation queue holds more
-    # messages than this, or one older than this many seconds.
+    # New reservations are refused (503) while the saga's, the deposit's or the
+    # recommendation's queue holds more messages than this, or one older than this many seconds.
     shed_queue_max_depth: int = 50_000
     shed_queue_max_age_seconds: float = 60.0
     # How long a reservation saga waits for the deposit or recommendation context (seconds).

@@ -32,7 +32,7 @@ from api.dining.schemas import (
     resource,
 )
 from api.dining.services import get_reservation
-from api.dining.subscribers import DEPOSIT, RECOMMENDATION
+from api.dining.subscribers import DEPOSIT, RECOMMENDATION, SAGA
 from api.openapi import COMMAND_RESPONSE_HEADERS, command_responses, problem_responses
 from api.shedding import QueueLimits, refuse_when_overloaded
 from domain.dining.clock import Clock, utc_now
@@ -50,12 +50,14 @@ def _queue_limits(app: Litestar) -> QueueLimits:
     return settings.shed_queue_max_depth, settings.shed_queue_max_age_seconds
 
 
-# Payment circuit open, or deposit or recommendation backed up beyond the settings' limits:
-# stop taking reservations, tell the client to retry. Below the limits a burst is taken and
-# waits in the queues. The restaurant's queue is left out on purpose: with the restaurant
-# context down, reservations are still taken, paid, and confirmed once it is back.
+# Payment circuit open, or the saga, deposit or recommendation queue backed up beyond the
+# settings' limits: stop taking reservations, tell the client to retry. Below the limits a
+# burst is taken and waits in the queues. The saga's queue is where a burst waits first: when
+# the saga falls behind, the queues after it stay short and young, so without its own limit
+# nothing would close the door. The restaurant's queue is left out on purpose: with the
+# restaurant context down, reservations are still taken, paid, and confirmed once it is back.
 _SHED_WHEN_OVERLOADED = refuse_when_overloaded(
-    breaker="payments", queues=[DEPOSIT, RECOMMENDATION], limits=_queue_limits
+    breaker="payments", queues=[SAGA, DEPOSIT, RECOMMENDATION], limits=_queue_limits
 )
 
 

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from api.app import create_app
 from api.dining.commands import controllers
-from api.dining.subscribers import DEPOSIT, RECOMMENDATION, RESTAURANT
+from api.dining.subscribers import DEPOSIT, RECOMMENDATION, RESTAURANT, SAGA
 from haengbok.bootstrap import problems
 from haengbok.settings import Settings
 from tests.integration.api.support import assert_problem
@@ -207,7 +207,7 @@ class TestBackedUpQueues:
     """The settings' queue limits decide when a burst waits in the queues and when new
     reservations are refused: the same queue state, two limits."""
 
-    @pytest.mark.parametrize("queue", [DEPOSIT, RECOMMENDATION])
+    @pytest.mark.parametrize("queue", [SAGA, DEPOSIT, RECOMMENDATION])
     def test_a_queue_deeper_than_the_limit_refuses_reservations_with_retry_after(
         self, settings: Settings, database_url: str, restaurant: dict[str, Any], queue: str
     ) -> None:
@@ -227,10 +227,11 @@ class TestBackedUpQueues:
         assert accepted.status_code == 202, accepted.text
         assert _reservations(database_url) == 1
 
+    @pytest.mark.parametrize("queue", [SAGA, DEPOSIT])
     def test_a_message_older_than_the_limit_refuses_reservations(
-        self, settings: Settings, database_url: str, restaurant: dict[str, Any]
+        self, settings: Settings, database_url: str, restaurant: dict[str, Any], queue: str
     ) -> None:
-        _fill(database_url, DEPOSIT, 1, age_seconds=120)
+        _fill(database_url, queue, 1, age_seconds=120)
         body = reservation_body(restaurant["restaurant_id"])
 
         with _client_with(settings, shed_queue_max_age_seconds=60) as tight:
