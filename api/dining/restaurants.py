@@ -80,7 +80,7 @@ def accept_reservation(ctx: HandlerContext, command: AcceptReservation) -> None:
         full = f"no seats left for {booking.party_size} at {booking.slot} on {booking.date}"
         emit(ctx, refuse(booking.reservation_id, booking.restaurant_id, full))
         return
-    log.info("seats_taken", seats_taken=outcome["seats_taken"], capacity=outcome["capacity"])
+    log.debug("seats_taken", seats_taken=outcome["seats_taken"], capacity=outcome["capacity"])
     emit(ctx, booking.accepted())
 
 
