@@ -137,6 +137,51 @@ class TestOverHttp:
         assert "no restaurant" in assert_problem(response, 422)["detail"]
         assert count_rows(database_url, "reservation.reservation") == 1
 
+    @pytest.mark.parametrize("idempotent", [False, True], ids=["no key", "with a key"])
+    def test_a_restaurant_stale_on_every_try_answers_409_and_writes_nothing(
+        self,
+        client: Client,
+        settings: Settings,
+        database_url: str,
+        restaurant: dict[str, Any],
+        idempotent: bool,
+    ) -> None:
+        # Every insert of a reservation row fails the way a changed restaurant fails it (the
+        # check's SQLSTATE); a sequence counts the tries, since it is not rolled back with them.
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE SEQUENCE public.stale_tries;"
+                " CREATE FUNCTION public.always_stale() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN PERFORM nextval('public.stale_tries');"
+                " PERFORM outbox.expect(false, 'the restaurant changed (test)'); RETURN NEW;"
+                " END $$;"
+                " CREATE TRIGGER always_stale BEFORE INSERT ON reservation.reservation"
+                " FOR EACH ROW EXECUTE FUNCTION public.always_stale()"
+            )
+        headers = customer(settings)
+        if idempotent:
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+        try:
+            response = client.post(
+                "/dining/reservations",
+                json=reservation_body(restaurant["restaurant_id"]),
+                headers=headers,
+            )
+            tries = scalar(database_url, "SELECT last_value FROM public.stale_tries")
+        finally:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    "DROP TRIGGER always_stale ON reservation.reservation;"
+                    " DROP FUNCTION public.always_stale(); DROP SEQUENCE public.stale_tries"
+                )
+
+        assert "retry the request" in assert_problem(response, 409)["detail"]
+        assert tries == APPEND_ATTEMPTS
+        assert count_rows(database_url, "reservation.reservation") == 0
+        assert count_rows(database_url, "outbox.event") == 1  # the restaurant's own
+        if idempotent:  # nothing kept under the key either: the same request may run again
+            assert count_rows(database_url, "ops.idempotency") == 0
+
 
 class CountingLoader:
     """``get_restaurant`` that counts its reads; given ``answer``, it answers that instead."""
