@@ -28,6 +28,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql as pgsql
 
+from outbox import wire
 from projections.dining import projectors
 from projections.runtime import run_round
 from sql import query
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=500, help="events per round (the runner's)")
     args = parser.parse_args()
+    wire.use_fast_json()  # as the worker processes, where the runner runs, do
     url, _server = fresh_database("bench_projections")
     try:
         print(f"writing {args.reservations} reservations' messages to the log ...", flush=True)
