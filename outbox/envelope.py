@@ -82,7 +82,7 @@ class Envelope:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Envelope:
-        return cls(**{name: row[name] for name in _FIELDS})
+        return cls(**{name: row[name] for name in FIELDS})
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe form carried inside a Dramatiq message."""
@@ -119,4 +119,5 @@ class Envelope:
         )
 
 
-_FIELDS = tuple(Envelope.__dataclass_fields__)
+#: The envelope's fields in their order (what a row must hold to become one).
+FIELDS = tuple(Envelope.__dataclass_fields__)

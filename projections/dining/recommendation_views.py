@@ -9,6 +9,7 @@ deleted. The ranking query joins them (``sql/queries/dining_read.sql``).
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from domain.dining.messages import (
     RecommendationEntryDeleted,
@@ -24,6 +26,7 @@ from domain.dining.messages import (
     ReservationRated,
     RestaurantRegistered,
 )
+from domain.messages import Message
 from outbox.envelope import Envelope
 from projections.dining.decoding import decode, types_of
 from projections.dining.sql_blocks import (
@@ -31,6 +34,7 @@ from projections.dining.sql_blocks import (
     create_from_block,
     envelope_params,
     execute_in_order,
+    table_sql,
 )
 from projections.projector import Table
 
@@ -52,23 +56,63 @@ def rating_statement(envelope: Envelope) -> Statement:
     raise TypeError(f"restaurant ratings do not handle {type(message).__name__}")
 
 
-def entry_statement(envelope: Envelope) -> Statement:
-    """The upsert one recommendation entry event makes on its reservation's entry row."""
-    message = decode(envelope)
-    found: tuple[uuid.UUID, uuid.UUID | None, str]
+def _entry_fact(message: Message) -> tuple[uuid.UUID, uuid.UUID | None, str]:
+    """The reservation an entry event is about, the restaurant it names, the entry's state."""
     match message:
         case RecommendationEntryRegistered():
-            found = (message.reservation_id, message.restaurant_id, "registered")
+            return message.reservation_id, message.restaurant_id, "registered"
         case RecommendationEntryRejected():
-            found = (message.reservation_id, None, "rejected")
+            return message.reservation_id, None, "rejected"
         case RecommendationEntryDeleted():
             # A deletion does not name the restaurant: the registration's row already does.
-            found = (message.reservation_id, None, "deleted")
-        case _:
-            raise TypeError(f"entry activity does not handle {type(message).__name__}")
-    reservation_id, restaurant_id, state = found
-    params = {"reservation_id": reservation_id, "restaurant_id": restaurant_id, "state": state}
-    return f"{_BLOCKS}.upsert_entry", {**params, **envelope_params(envelope)}
+            return message.reservation_id, None, "deleted"
+    raise TypeError(f"entry activity does not handle {type(message).__name__}")
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One reservation's entry as a batch's events leave it."""
+
+    restaurant_id: uuid.UUID | None
+    state: str
+    version: int
+    updated_at: dt.datetime
+    global_position: int
+
+
+def entry_rows(envelopes: Sequence[Envelope]) -> list[dict[str, Any]]:
+    """One JSON object per reservation that ``envelopes`` name, the upsert's parameter: its
+    events merged as ``upsert_entries`` merges the object with the stored row (the newest
+    version's state, the first restaurant named, the latest time and log position), so the
+    outcome does not depend on how the events were split into batches. One row per key also
+    keeps ``INSERT ... ON CONFLICT`` from touching a row twice."""
+    merged: dict[uuid.UUID, _Entry] = {}
+    for envelope in envelopes:
+        reservation_id, restaurant_id, state = _entry_fact(decode(envelope))
+        seen = merged.get(reservation_id)
+        if seen is None:
+            merged[reservation_id] = _Entry(
+                restaurant_id, state, envelope.version, envelope.occurred_at,
+                envelope.global_position or 0,
+            )  # fmt: skip
+            continue
+        if seen.restaurant_id is None:
+            seen.restaurant_id = restaurant_id
+        if envelope.version > seen.version:
+            seen.state, seen.version = state, envelope.version
+        seen.updated_at = max(seen.updated_at, envelope.occurred_at)
+        seen.global_position = max(seen.global_position, envelope.global_position or 0)
+    return [
+        {
+            "reservation_id": str(reservation_id),
+            "restaurant_id": None if e.restaurant_id is None else str(e.restaurant_id),
+            "status": e.state,
+            "version": e.version,
+            "updated_at": e.updated_at.isoformat(),
+            "last_global_position": e.global_position,
+        }
+        for reservation_id, e in merged.items()
+    ]
 
 
 @dataclass(frozen=True)
@@ -109,5 +153,7 @@ class RecommendationEntries:
     def apply(
         self, conn: psycopg.Connection[Any], envelopes: Sequence[Envelope], table: sql.Identifier
     ) -> None:
-        """Record each entry's newest state."""
-        execute_in_order(conn, table, [entry_statement(e) for e in envelopes])
+        """Record each entry's newest state, the whole batch in one statement."""
+        if envelopes:
+            statement = table_sql(f"{_BLOCKS}.upsert_entries", table)
+            conn.execute(statement, {"rows": Jsonb(entry_rows(envelopes))})

@@ -55,12 +55,18 @@ CREATE TABLE {table} (
 );
 CREATE INDEX ON {table} (restaurant_id) WHERE status = 'registered';
 
--- name: upsert_entry
--- Newest version of the entry's stream wins, whatever order the events are applied in.
+-- name: upsert_entries
+-- A batch's entries, one JSON object per reservation (projections.dining.recommendation_views
+-- merges the batch's events per reservation the same way this merges them with the stored
+-- row). The newest version of the entry's stream wins, whatever order the events are applied
+-- in; only the registration names the restaurant.
 INSERT INTO {table} AS e (reservation_id, restaurant_id, status, version, updated_at,
                           last_global_position)
-VALUES (%(reservation_id)s, %(restaurant_id)s, %(state)s, %(version)s, %(occurred_at)s,
-        %(global_position)s)
+SELECT r.reservation_id, r.restaurant_id, r.status, r.version, r.updated_at,
+       r.last_global_position
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(reservation_id uuid, restaurant_id uuid,
+                                              status text, version integer,
+                                              updated_at timestamptz, last_global_position bigint)
 ON CONFLICT (reservation_id) DO UPDATE
 SET restaurant_id = coalesce(e.restaurant_id, excluded.restaurant_id),
     status = CASE WHEN excluded.version > e.version THEN excluded.status ELSE e.status END,

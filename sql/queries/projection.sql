@@ -32,7 +32,8 @@ SELECT coalesce(max(global_position), 0) FROM outbox.event
 
 -- name: batch
 -- Bounded above by a head read earlier in the transaction (see head) and by a scan window, so
--- a projection that handles rare types still commits short transactions.
+-- a projection that handles rare types still commits short transactions. The columns are the
+-- fields of outbox.envelope.Envelope, in their order (projections.runtime.read_batch).
 SELECT position, global_position, event_id, kind, type, stream, version, payload,
        correlation_id, causation_id, actor, occurred_at
 FROM outbox.event

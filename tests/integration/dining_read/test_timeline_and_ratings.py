@@ -12,8 +12,10 @@ from psycopg.rows import dict_row
 
 from api.dining.views import RatingPrior, ranking
 from domain.dining import messages as m
+from outbox.envelope import Envelope
 from projections.dining.customer_timeline import CustomerTimeline
 from projections.dining.recommendation_views import RecommendationEntries, RestaurantRatings
+from sql import query
 from tests.integration.dining_read.support import Booking, catch_up, record, restaurant
 
 
@@ -113,6 +115,46 @@ class TestRatingsAndEntries:
             dropped.reservation_id: (dropped.restaurant_id, "deleted"),
             refused.reservation_id: (None, "rejected"),
         }
+
+    def test_an_entrys_events_leave_the_same_row_in_one_batch_or_apart_in_any_order(
+        self, database_url: str
+    ) -> None:
+        together, apart = Booking(), Booking()
+        for booking in (together, apart):
+            record(
+                database_url,
+                m.RecommendationEntryRegistered(booking.reservation_id, booking.restaurant_id),
+                m.RecommendationEntryDeleted(booking.reservation_id),
+            )
+        with psycopg.connect(database_url) as conn, conn.cursor(row_factory=dict_row) as cur:
+            logged = cur.execute(query("projection.batch"), {
+                "after": 0, "upto": 10, "types": sorted(RecommendationEntries().message_types),
+                "limit": 10,
+            }).fetchall()  # fmt: skip
+            envelopes = [Envelope.from_row(row) for row in logged]
+            mine = {
+                b.reservation_id: [e for e in envelopes if str(b.reservation_id) in e.stream]
+                for b in (together, apart)
+            }
+            table = RecommendationEntries().table.identifier
+            # The deletion first: the newest version still wins, the registration still names
+            # the restaurant.
+            RecommendationEntries().apply(conn, mine[together.reservation_id][::-1], table)
+            for envelope in mine[apart.reservation_id]:
+                RecommendationEntries().apply(conn, [envelope], table)
+            rows = cur.execute(
+                "SELECT reservation_id, restaurant_id, status, version, last_global_position"
+                " FROM recommendation.entry_activity"
+            ).fetchall()
+
+        by_id = {r.pop("reservation_id"): r for r in rows}
+        newest = {b.reservation_id: max(e.global_position or 0 for e in mine[b.reservation_id])
+                  for b in (together, apart)}  # fmt: skip
+        for booking in (together, apart):
+            assert by_id[booking.reservation_id] == {
+                "restaurant_id": booking.restaurant_id, "status": "deleted", "version": 2,
+                "last_global_position": newest[booking.reservation_id],
+            }  # fmt: skip
 
 
 class TestRankingPrior:
