@@ -26,6 +26,7 @@ BENCHES = [
         ["tests.bench.bench_statement_costs"],
     ),
     ("payment client: a charge with urllib3 vs with httpx", ["tests.bench.bench_payment_client"]),
+    ("Dining projections: CPU per event of the runner's rounds", ["tests.bench.bench_projections"]),
     (
         "Dining: siege -c100 -t60S on the running system (2 API, 2 workers) vs a bare handler",
         ["tests.bench.bench_dining_siege", "--processes", "2", "--workers", "2"],
