@@ -42,11 +42,18 @@ def _row(m: NewMessage, c: MessageContext) -> dict[str, Any]:
 
 
 def _statement(messages: Sequence[NewMessage], ctx: MessageContext) -> tuple[str, dict[str, Any]]:
+    """The append statement and its parameters, every message with the same context."""
+    return _statement_each([(m, ctx) for m in messages])
+
+
+def _statement_each(
+    items: Sequence[tuple[NewMessage, MessageContext]],
+) -> tuple[str, dict[str, Any]]:
     """The append statement and its parameters. One message (most appends) takes a plain
     INSERT with scalar parameters; several go in one JSON array (``append_each``'s statement,
-    every row with the same context)."""
-    if len(messages) == 1:
-        (m,) = messages
+    each row with its own context)."""
+    if len(items) == 1:
+        ((m, ctx),) = items
         return query("outbox.append_one"), {
             "event_id": m.event_id,
             "kind": m.kind,
@@ -57,7 +64,7 @@ def _statement(messages: Sequence[NewMessage], ctx: MessageContext) -> tuple[str
             "causation_id": ctx.causation_id,
             "actor": ctx.actor,
         }
-    return query("outbox.append_each"), {"rows": Jsonb([_row(m, ctx) for m in messages])}
+    return query("outbox.append_each"), {"rows": Jsonb([_row(m, c) for m, c in items])}
 
 
 def _appended(rows: list[tuple[Any, ...]]) -> list[Appended]:
@@ -127,15 +134,17 @@ async def _run_append_async(
 
 
 @cache
-def _after_write(write_sql: str, append_sql: str) -> str:
-    """``append_sql`` with ``write_sql`` before it as a data-modifying CTE (which runs whether
-    or not anything refers to it): one statement, so both commit or neither, even with no
+def _after_writes(write_sqls: tuple[str, ...], append_sql: str) -> str:
+    """``append_sql`` with each of ``write_sqls`` before it as a data-modifying CTE (which runs
+    whether or not anything refers to it): one statement, so all commit or none, even with no
     transaction around it."""
     lines = append_sql.strip().splitlines()
     while lines and lines[0].lstrip().startswith("--"):
         lines.pop(0)
     body = "\n".join(lines)
-    head = f"WITH _write AS (\n{write_sql.strip()}\n)"
+    head = "WITH " + ",\n".join(
+        f"_write_{i} AS (\n{sql.strip()}\n)" for i, sql in enumerate(write_sqls)
+    )
     if body[:5].upper() == "WITH ":
         return f"{head}, {body[5:]}"
     return f"{head}\n{body}"
@@ -153,13 +162,25 @@ async def append_after_write_async(
     still leave both or neither, two round trips (BEGIN, COMMIT) cheaper. A write that
     depends on an earlier read says so with ``WHERE outbox.expect(...)``: when that read is
     out of date, nothing is written or appended and ``StaleRead`` is raised."""
-    if not messages:
+    return await append_after_writes_async(conn, [write], [(m, ctx) for m in messages])
+
+
+async def append_after_writes_async(
+    conn: psycopg.AsyncConnection[Any],
+    writes: Sequence[tuple[str, Mapping[str, Any]]],
+    items: Sequence[tuple[NewMessage, MessageContext]],
+) -> list[Appended]:
+    """``append_after_write_async`` with several writes, and messages that each have their
+    own context (a saga started with the command: ``outbox.sagas.SagaRunner.start_now``). No
+    two writes, nor a write and the append, may share a parameter name."""
+    if not items:
         raise ValueError("append_after_write_async needs at least one message to append")
-    write_sql, write_params = write
-    append_sql, params = _statement(messages, ctx)
-    clash = write_params.keys() & params.keys()
-    if clash:
-        raise ValueError(f"the write's parameters {sorted(clash)} clash with the append's")
-    return await _run_append_async(
-        conn, _after_write(write_sql, append_sql), {**write_params, **params}
-    )
+    append_sql, params = _statement_each(items)
+    merged: dict[str, Any] = dict(params)
+    for _, write_params in writes:
+        clash = write_params.keys() & merged.keys()
+        if clash:
+            raise ValueError(f"the write's parameters {sorted(clash)} clash with another's")
+        merged.update(write_params)
+    sql = _after_writes(tuple(sql for sql, _ in writes), append_sql)
+    return await _run_append_async(conn, sql, merged)

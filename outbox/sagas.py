@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 from domain.messages import Command
 from domain.saga import CannotProceed, Reaction, SagaDefinition, SagaView
 from outbox.consumers import BatchScope, Handler, HandlerContext, Subscriber
-from outbox.envelope import Envelope, NewMessage
+from outbox.envelope import Envelope, MessageContext, NewMessage
 from sql import query
 
 log = logging.getLogger(__name__)
@@ -95,13 +95,23 @@ class SagaRunner:
     """Applies one saga definition to the messages its subscriber receives."""
 
     def __init__(
-        self, definition: SagaDefinition, *, local: Mapping[str, Handler] | None = None
+        self,
+        definition: SagaDefinition,
+        *,
+        local: Mapping[str, Handler] | None = None,
+        starts_in_commands: bool = False,
     ) -> None:
         """``local``: command type -> the handler of the saga's own context that runs it in
         the saga's transaction, instead of the command being appended to the log. The handler
-        gets an envelope that is not in the log (position 0), caused by the saga's message."""
+        gets an envelope that is not in the log (position 0), caused by the saga's message.
+
+        ``starts_in_commands``: the commands that append the saga's start messages also start
+        its instances, in their own transactions (``start_now``), so the subscriber is not
+        routed the start messages. It still starts an instance from one delivered to it (one
+        routed before this was so)."""
         self.definition = definition
         self.local = dict(local or {})
+        self.starts_in_commands = starts_in_commands
 
     def subscriber(
         self, *, queue_name: str | None = None, batch_size: int = 1, **actor_options: Any
@@ -109,9 +119,10 @@ class SagaRunner:
         """The saga's subscriber; with ``batch_size`` > 1 a batch takes its instances' locks
         in saga id order, so two batches never wait on each other in a cycle."""
         d = self.definition
+        starts = frozenset() if self.starts_in_commands else d.starts_with
         return Subscriber(
             name=f"saga_{d.saga_type}",
-            handles=d.starts_with | d.reacts_to | {DEADLINE_TYPE},
+            handles=starts | d.reacts_to | {DEADLINE_TYPE},
             handler=self.handle,
             queue_name=queue_name,
             actor_options=actor_options,
@@ -142,6 +153,38 @@ class SagaRunner:
         loaded = _Loaded({row["saga_id"]: _instance(row) for row in rows})
         scope.state[self] = loaded
         scope.before_commit(loaded.save)
+
+    def start_now(
+        self, saga_id: uuid.UUID, start: NewMessage, context: MessageContext
+    ) -> StartedSaga:
+        """Start an instance in the transaction that appends its start message ``start``
+        (with ``context``), as a delivery of that message would: the insert of the instance
+        row and the commands it sends, for the caller to write in that transaction, e.g. in
+        the same statement (``outbox.log.append_after_write_async``). The commands' context
+        is the one a consumer would give them: caused by ``start``. Their deadline counts
+        from now. Local commands (``local``) cannot run here: a start that sends one fails."""
+        if start.type not in self.definition.starts_with:
+            raise ValueError(f"{start.type} does not start a {self.definition.saga_type} saga")
+        inst = _Instance(saga_id, "RUNNING", "started", {}, [], 0, context.correlation_id)
+        reaction = self._decide(
+            inst, lambda: self.definition.start(saga_id, start.type, start.payload)
+        )
+        local = [c.TYPE for c in reaction.commands if c.TYPE in self.local]
+        if local:
+            raise ValueError(f"a saga started in a command cannot run its local {local}")
+        sent = _Collected()
+        self._transition(sent, inst, reaction)
+        caused = MessageContext(context.correlation_id, start.event_id, context.actor)
+        row = {
+            "saga_id": saga_id, "saga_type": self.definition.saga_type,
+            "saga_status": inst.status, "saga_step": inst.step, "saga_state": Jsonb(inst.data),
+            "saga_completed_steps": Jsonb(inst.stack), "saga_correlation_id": inst.correlation_id,
+            "saga_parked_reason": inst.parked_reason, "saga_deadline_at": inst.deadline_at,
+            "saga_deadline_name": inst.deadline_name,
+        }  # fmt: skip
+        return StartedSaga(
+            (query("saga.insert_started"), row), [(m, caused) for m in sent.messages]
+        )
 
     def instance_key(self, env: Envelope) -> str:
         """The id of the instance a message is for ("" when it is for none)."""
@@ -207,6 +250,11 @@ class SagaRunner:
     def _apply(self, ctx: HandlerContext, inst: _Instance, r: Reaction) -> None:
         if r == Reaction():
             return
+        self._transition(ctx, inst, r)
+        self._save(ctx, inst)
+
+    def _transition(self, ctx: HandlerContext | _Collected, inst: _Instance, r: Reaction) -> None:
+        """What ``r`` does to ``inst`` and sends, short of saving the instance."""
         stream = command_stream(self.definition.saga_type, inst.saga_id)
         self._send(ctx, [to_new_message(c, stream) for c in r.commands])
         inst.data.update(r.data)
@@ -237,9 +285,8 @@ class SagaRunner:
         # but not yet handled, or sent by an earlier release): delete it rather than have it
         # delivered only to be ignored. The scheduler sends one for the new deadline when due.
         self._drop_deadline_message(ctx, inst)
-        self._save(ctx, inst)
 
-    def _continue_compensation(self, ctx: HandlerContext, inst: _Instance) -> None:
+    def _continue_compensation(self, ctx: HandlerContext | _Collected, inst: _Instance) -> None:
         """Issue the undo of the most recent finished step; skip steps with nothing to undo."""
         while inst.stack:
             top = inst.stack[-1]
@@ -254,7 +301,7 @@ class SagaRunner:
             return
         inst.status = "COMPENSATED"
 
-    def _send(self, ctx: HandlerContext, messages: Sequence[NewMessage]) -> None:
+    def _send(self, ctx: HandlerContext | _Collected, messages: Sequence[NewMessage]) -> None:
         """Append ``messages`` to the log, but run local ones here, in their order."""
         batch: list[NewMessage] = []
         for message in messages:
@@ -262,6 +309,8 @@ class SagaRunner:
             if handler is None:
                 batch.append(message)
                 continue
+            if not isinstance(ctx, HandlerContext):  # start_now checked for these first
+                raise TypeError(f"{message.type} runs locally, in a delivery only")
             if batch:
                 ctx.emit(*batch)
                 batch = []
@@ -280,7 +329,7 @@ class SagaRunner:
 
     # -- deadlines ------------------------------------------------------------------------
 
-    def _drop_deadline_message(self, ctx: HandlerContext, inst: _Instance) -> None:
+    def _drop_deadline_message(self, ctx: HandlerContext | _Collected, inst: _Instance) -> None:
         if inst.deadline_msg_id is not None:
             ctx.cancel_scheduled(inst.deadline_msg_id)
         inst.deadline_msg_id, inst.deadline_msg_at = None, None
@@ -355,6 +404,31 @@ def _instance(row: Mapping[str, Any]) -> _Instance:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+@dataclass(frozen=True)
+class StartedSaga:
+    """An instance started in a command's transaction (``SagaRunner.start_now``): ``write``,
+    the insert of its row (SQL and parameters, all named ``saga_...``), and ``commands``, what
+    it sends, each with its context, to append in the same transaction."""
+
+    write: tuple[str, dict[str, Any]]
+    commands: list[tuple[NewMessage, MessageContext]]
+
+
+class _Collected:
+    """Stands in for the consumer's context while ``start_now`` decides: keeps what is sent."""
+
+    batch = None
+
+    def __init__(self) -> None:
+        self.messages: list[NewMessage] = []
+
+    def emit(self, *messages: NewMessage) -> None:
+        self.messages.extend(messages)
+
+    def cancel_scheduled(self, msg_id: int) -> None:  # a new instance has no deadline message
+        raise AssertionError("a saga being started has no scheduled message to cancel")
 
 
 class _Loaded:

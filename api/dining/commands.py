@@ -32,13 +32,14 @@ from api.dining.schemas import (
     resource,
 )
 from api.dining.services import get_reservation
-from api.dining.subscribers import DEPOSIT, RECOMMENDATION, SAGA
+from api.dining.subscribers import DEPOSIT, RECOMMENDATION, SAGA, reservation_saga
 from api.openapi import COMMAND_RESPONSE_HEADERS, command_responses, problem_responses
 from api.shedding import QueueLimits, refuse_when_overloaded
 from domain.dining.clock import Clock, utc_now
 from domain.dining.reservation import SETTLED, Reservation, VisitOutcome
 from haengbok.settings import Settings
 from outbox.envelope import Appended, MessageContext
+from outbox.sagas import SagaRunner
 
 Conn = psycopg.AsyncConnection[Any]
 DINING = "/dining"
@@ -89,10 +90,32 @@ class DiningCommand:
     runner: CommandRunner
     clock: Clock
     restaurants: RestaurantCache
+    sagas: ReservationSagas
 
     @property
     def caller(self) -> str:
         return self.runner.principal.subject
+
+    @property
+    def saga(self) -> SagaRunner:
+        """The reservation saga a request starts, with the settings' step deadline."""
+        return self.sagas.runner(self.runner.settings)
+
+
+class ReservationSagas:
+    """The app's reservation saga runtime, built once per step deadline (the settings')."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._runners: dict[int, SagaRunner] = {}
+
+    def runner(self, settings: Settings) -> SagaRunner:
+        step_deadline_ms = int(settings.dining_step_deadline_seconds * 1000)
+        runner = self._runners.get(step_deadline_ms)
+        if runner is None:
+            runner = reservation_saga(step_deadline_ms=step_deadline_ms, clock=self.clock)
+            self._runners[step_deadline_ms] = runner
+        return runner
 
 
 class RestaurantCommands(Controller):
@@ -167,6 +190,7 @@ class ReservationCommands(Controller):
                     party_size=data.party_size,
                     now=dining.clock(),
                     restaurants=dining.restaurants,
+                    saga=dining.saga,
                 )
             )
 
@@ -277,9 +301,10 @@ def dining_command(clock: Clock) -> Callable[[CommandRunner], DiningCommand]:
     """The provider of the ``dining`` dependency, with the clock the routes use and one
     restaurant cache for all their requests."""
     restaurants = RestaurantCache()
+    sagas = ReservationSagas(clock)
 
     def provide_dining(command_runner: NamedDependency[CommandRunner]) -> DiningCommand:
-        return DiningCommand(command_runner, clock, restaurants)
+        return DiningCommand(command_runner, clock, restaurants, sagas)
 
     return provide_dining
 

@@ -23,10 +23,11 @@ from api.dining.storage import (
     APPEND_ATTEMPTS,
     constraint_errors,
     emit,
+    new_message,
     one,
     one_async,
     record,
-    record_new_stream_after,
+    record_new_streams_after,
 )
 from domain.dining.errors import ReservationNotFound, ReservationNotPossible
 from domain.dining.messages import ConfirmReservation, RecordDepositPaid, RejectReservation
@@ -42,6 +43,7 @@ from domain.messages import Event
 from outbox.consumers import HandlerContext
 from outbox.envelope import Appended, Envelope, MessageContext
 from outbox.log import StaleRead
+from outbox.sagas import SagaRunner
 from sql import query
 
 log = structlog.get_logger("dining.reservation")
@@ -67,9 +69,13 @@ async def request_reservation(
     slot: str,
     party_size: int,
     now: dt.datetime,
+    saga: SagaRunner,
     restaurants: RestaurantCache | None = None,
 ) -> Changed:
-    """A PENDING reservation and its ReservationRequested (which starts the saga).
+    """A PENDING reservation and its ReservationRequested, which starts the reservation saga
+    (``saga``: ``api.dining.subscribers.reservation_saga``): its instance is started here, in
+    the same statement, and its first command (TakeDeposit) appended with the event. The
+    saga's subscriber is not sent the event (``SagaRunner.starts_in_commands``).
 
     It is decided on the restaurant as ``restaurants`` keeps it (read now when not kept, or
     when no cache is given). The write checks that the restaurant is still so; when it has
@@ -96,13 +102,19 @@ async def request_reservation(
             "party_size": party_size,
             "deposit_amount": reservation.deposit_amount,
         }
-        # The reservation's stream is named after the id made above: nothing else can append
-        # to it before this commits, so the savepoint `record` retries stream races in is not
-        # needed. Row and event go in one statement, the command's only write (its route says
-        # writes_once), which also checks the restaurant (dining.insert_reservation).
+        # The reservation's stream and the saga's are named after the id made above: nothing
+        # else can append to them before this commits, so the savepoint `record` retries
+        # stream races in is not needed. Row, event, saga instance and its first command go in
+        # one statement, the command's only write (its route says writes_once), which also
+        # checks the restaurant (dining.insert_reservation).
         write = (query("dining.insert_reservation"), row)
+        event = new_message(requested)
+        writes, items = [write], [(event, ctx)]
+        started = saga.start_now(reservation_id, event, ctx)
+        writes.append(started.write)
+        items.extend(started.commands)
         try:
-            return reservation, await record_new_stream_after(conn, ctx, write, [requested])
+            return reservation, await record_new_streams_after(conn, writes, items)
         except StaleRead:
             if attempt == APPEND_ATTEMPTS:
                 raise

@@ -23,7 +23,7 @@ from domain.dining.errors import AlreadyRated, DiningError, NoSeatsLeft
 from domain.messages import Message
 from outbox.consumers import HandlerContext
 from outbox.envelope import Appended, MessageContext, NewMessage
-from outbox.log import ConcurrencyConflict, append_after_write_async, append_async
+from outbox.log import ConcurrencyConflict, append_after_writes_async, append_async
 from sql import query
 
 Row = dict[str, Any]
@@ -81,24 +81,28 @@ async def record(
             attempt += 1
 
 
-async def record_new_stream_after(
+async def record_new_streams_after(
     conn: psycopg.AsyncConnection[Any],
-    ctx: MessageContext,
-    write: tuple[str, Mapping[str, Any]],
-    messages: Sequence[Message],
+    writes: Sequence[tuple[str, Mapping[str, Any]]],
+    items: Sequence[tuple[NewMessage, MessageContext]],
 ) -> list[Appended]:
-    """Append messages that start a stream no other transaction can know yet (it is named
-    after an id this transaction just made), so no concurrent append can race it: no retry
-    here. They go in one statement with ``write`` (a named query's SQL and its
-    parameters; ``outbox.log.append_after_write_async``), atomic with no transaction around.
-    A conflict would still raise, and so does a write's ``StaleRead``. Inside a transaction
-    (an idempotent request's) they run in a savepoint, so that such a failure leaves the
+    """Append messages that start streams no other transaction can know yet (named after an
+    id this transaction just made: a new aggregate's, and the saga its event starts), so no
+    concurrent append can race them: no retry here. Each message has its own context; they go
+    in one statement with ``writes`` (named queries' SQL and their parameters;
+    ``outbox.log.append_after_writes_async``), atomic with no transaction around. A conflict
+    would still raise, and so does a write's ``StaleRead``. Inside a transaction (an
+    idempotent request's) they run in a savepoint, so that such a failure leaves the
     transaction usable for the caller's next try."""
-    new = [_new(m) for m in messages]
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-        return await append_after_write_async(conn, write, new, ctx)
+        return await append_after_writes_async(conn, writes, items)
     async with conn.transaction():
-        return await append_after_write_async(conn, write, new, ctx)
+        return await append_after_writes_async(conn, writes, items)
+
+
+def new_message(message: Message) -> NewMessage:
+    """The log message of a domain message (an event or a command on its own stream)."""
+    return _new(message)
 
 
 @contextmanager

@@ -52,6 +52,24 @@ def _by_reservation(env: Envelope) -> str:
     return str(env.payload.get("reservation_id"))
 
 
+def reservation_saga(
+    *, step_deadline_ms: int = DEFAULT_STEP_DEADLINE_MS, clock: Clock = utc_now
+) -> SagaRunner:
+    """The reservation saga's runtime, in the workers (its subscriber) and in the API, where
+    a reservation's request starts its instance (``SagaRunner.start_now``): both must be built
+    with the same step deadline. Its commands to the reservation context run in the saga's
+    own transaction (``local``)."""
+    own_context = {
+        t: handle_saga_command
+        for t in (RecordDepositPaid.TYPE, ConfirmReservation.TYPE, RejectReservation.TYPE)
+    }
+    return SagaRunner(
+        ReservationSaga(step_deadline_ms=step_deadline_ms, clock=clock),
+        local=own_context,
+        starts_in_commands=True,
+    )
+
+
 def subscribers(
     payment_provider: PaymentProvider,
     *,
@@ -66,18 +84,14 @@ def subscribers(
     ``MAX_CONCURRENT_CHARGES``, whose charges go to the payment provider together before its
     handlers run (``api.dining.deposits.ChargesAhead``).
     """
-    saga = ReservationSaga(step_deadline_ms=step_deadline_ms, clock=clock)
     # A deposit batch's charges run at once, one thread each: at most MAX_CONCURRENT_CHARGES,
     # so a batch takes about one charge's time (within the payment client's timeouts, well
     # under the actor's time limit) however slow the provider is.
     deposit_batch = min(batch_size, MAX_CONCURRENT_CHARGES)
     charges_ahead = ChargesAhead(payment_provider, deposit_batch)
-    own_context = {
-        t: handle_saga_command
-        for t in (RecordDepositPaid.TYPE, ConfirmReservation.TYPE, RejectReservation.TYPE)
-    }
+    saga = reservation_saga(step_deadline_ms=step_deadline_ms, clock=clock)
     return [
-        SagaRunner(saga, local=own_context).subscriber(batch_size=batch_size),
+        saga.subscriber(batch_size=batch_size),
         Subscriber(
             RESTAURANT,
             frozenset({AcceptReservation.TYPE, ReleaseReservation.TYPE}),

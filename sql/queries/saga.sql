@@ -92,3 +92,14 @@ FROM jsonb_to_recordset(%(rows)s::jsonb)
 WHERE i.saga_id = ANY(%(saga_ids)s::uuid[])
   AND i.saga_id = r.saga_id AND i.version = r.loaded_version
 RETURNING i.saga_id
+
+-- name: insert_started
+-- An instance started in the transaction of the command that appends its start message
+-- (outbox.sagas.SagaRunner.start_now): already at its first step, version 1. A new id, so no
+-- ON CONFLICT: a second start of one instance is a bug, and fails the command.
+INSERT INTO saga.instance (saga_id, saga_type, status, step, state, completed_steps, version,
+                           correlation_id, parked_reason, deadline_at, deadline_name)
+VALUES (%(saga_id)s::uuid, %(saga_type)s::text, %(saga_status)s::text, %(saga_step)s::text,
+        %(saga_state)s::jsonb, %(saga_completed_steps)s::jsonb, 1,
+        %(saga_correlation_id)s::uuid, %(saga_parked_reason)s::text,
+        %(saga_deadline_at)s::timestamptz, %(saga_deadline_name)s::text)

@@ -21,6 +21,7 @@ import pytest
 
 from api.dining.reservations import cancel_reservation, request_reservation
 from api.dining.restaurants import register_restaurant
+from api.dining.subscribers import reservation_saga
 from haengbok.bootstrap import record_routes
 from haengbok.settings import Settings
 from outbox.envelope import MessageContext
@@ -95,6 +96,7 @@ def system(database_url: str) -> Iterator[System]:
 async def _book(url: str, count: int, cancel_every: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
     now = dt.datetime.now(dt.UTC)
     day = (now + dt.timedelta(days=3)).date()
+    saga = reservation_saga()  # the workers' default step deadline, as the API would have
     async with await psycopg.AsyncConnection.connect(url) as conn:
         async with conn.transaction():
             restaurant, _ = await register_restaurant(
@@ -109,6 +111,7 @@ async def _book(url: str, count: int, cancel_every: int) -> tuple[uuid.UUID, lis
                     conn, MessageContext.new(f"c{i}"), customer=f"c{i}",
                     restaurant_id=restaurant.restaurant_id, date=day,
                     slot=["18:00", "19:00"][i % 2], party_size=1 + i % 3, now=now,
+                    saga=saga,
                 )  # fmt: skip
             ids.append(reservation.reservation_id)
             if i % cancel_every == cancel_every - 1:  # some cancel while their saga runs

@@ -48,9 +48,20 @@ class MovableClock:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def step_deadline_ms() -> int:
+    """The saga's step deadline, for the API (a request starts the saga) and the workers
+    alike; a test that needs a short one parametrizes it."""
+    return DEFAULT_STEP_DEADLINE_MS
+
+
+@pytest.fixture
+def settings(database_url: str, step_deadline_ms: int) -> Settings:
     return Settings(
-        database_url=database_url, read_wait_max_seconds=5.0, pool_min_size=1, pool_max_size=8
+        database_url=database_url,
+        read_wait_max_seconds=5.0,
+        pool_min_size=1,
+        pool_max_size=8,
+        dining_step_deadline_seconds=step_deadline_ms / 1000,
     )
 
 
@@ -82,9 +93,15 @@ class Workers:
     running wait in its queue (the context is "down") instead of going nowhere.
     """
 
-    def __init__(self, database_url: str, provider: FakePaymentProvider) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        provider: FakePaymentProvider,
+        step_deadline_ms: int = DEFAULT_STEP_DEADLINE_MS,
+    ) -> None:
         self.database_url = database_url
         self.provider = provider
+        self.step_deadline_ms = step_deadline_ms
         self.running: list[WorkerProcess] = []
         with psycopg.connect(database_url) as conn, conn.transaction():
             sync_routes(conn, routes(subscribers(provider)))
@@ -94,10 +111,10 @@ class Workers:
         *,
         without: Collection[str] = (),
         only: Collection[str] | None = None,
-        step_deadline_ms: int = DEFAULT_STEP_DEADLINE_MS,
     ) -> WorkerProcess:
-        """A worker running the named subscribers (``only``), or all but ``without``."""
-        subs = subscribers(self.provider, step_deadline_ms=step_deadline_ms)
+        """A worker running the named subscribers (``only``), or all but ``without``, with the
+        test's step deadline (the ``step_deadline_ms`` fixture, which the API has too)."""
+        subs = subscribers(self.provider, step_deadline_ms=self.step_deadline_ms)
         chosen = [s for s in subs if s.name not in without and (only is None or s.name in only)]
         proc = WorkerProcess(WORKER_SETTINGS, self.database_url, subscribers=chosen)
         proc.start()
@@ -110,8 +127,10 @@ class Workers:
 
 
 @pytest.fixture
-def workers(database_url: str, provider: FakePaymentProvider) -> Iterator[Workers]:
-    running = Workers(database_url, provider)
+def workers(
+    database_url: str, provider: FakePaymentProvider, step_deadline_ms: int
+) -> Iterator[Workers]:
+    running = Workers(database_url, provider, step_deadline_ms)
     yield running
     for proc in list(running.running):
         running.stop(proc)

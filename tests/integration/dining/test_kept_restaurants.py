@@ -20,6 +20,7 @@ from api.dining.reservations import request_reservation
 from api.dining.restaurant_cache import RestaurantCache
 from api.dining.services import get_restaurant
 from api.dining.storage import APPEND_ATTEMPTS
+from api.dining.subscribers import reservation_saga
 from domain.dining.restaurant import Restaurant
 from haengbok.settings import Settings
 from outbox.envelope import MessageContext
@@ -178,6 +179,7 @@ class TestOverHttp:
         assert "retry the request" in assert_problem(response, 409)["detail"]
         assert tries == APPEND_ATTEMPTS
         assert count_rows(database_url, "reservation.reservation") == 0
+        assert count_rows(database_url, "saga.instance") == 0
         assert count_rows(database_url, "outbox.event") == 1  # the restaurant's own
         if idempotent:  # nothing kept under the key either: the same request may run again
             assert count_rows(database_url, "ops.idempotency") == 0
@@ -207,6 +209,7 @@ def _request_many(url: str, restaurant_id: str, cache: RestaurantCache, count: i
                     conn, MessageContext.new(f"c{i}"), customer=f"c{i}",
                     restaurant_id=uuid.UUID(restaurant_id), date=days_ahead(2), slot="19:00",
                     party_size=2, now=dt.datetime.now(dt.UTC), restaurants=cache,
+                    saga=reservation_saga(),
                 )  # fmt: skip
 
     asyncio.run(go())
@@ -242,6 +245,7 @@ class TestTheCache:
 
         assert loader.reads == APPEND_ATTEMPTS
         assert count_rows(database_url, "reservation.reservation") == 0
+        assert count_rows(database_url, "saga.instance") == 0
         assert count_rows(database_url, "outbox.event") == 1  # the restaurant's own
 
     def test_it_forgets_the_least_recently_used(self, database_url: str) -> None:

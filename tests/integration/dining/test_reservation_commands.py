@@ -68,13 +68,35 @@ class TestRequest:
             4,
         )
         assert status(database_url, rid) == "PENDING"
-        assert events(database_url, rid) == ["ReservationRequested"]
+        # The request started the saga itself: its instance waits for the deposit, whose
+        # command went into the log with the event, caused by it.
+        assert events(database_url, rid) == ["ReservationRequested", "TakeDeposit"]
         with psycopg.connect(database_url) as conn:
-            row = conn.execute(
-                "SELECT position, actor FROM outbox.event WHERE stream = %s",
+            requested, take = conn.execute(
+                "SELECT position, actor, event_id, causation_id, correlation_id, stream"
+                " FROM outbox.event WHERE correlation_id = (SELECT correlation_id"
+                " FROM outbox.event WHERE stream = %s) ORDER BY position",
                 [f"reservation-{rid}"],
+            ).fetchall()
+            saga = conn.execute(
+                "SELECT status, step, version, deadline_name, deadline_at - started_at,"
+                " correlation_id, state->>'restaurant_id' FROM saga.instance"
+                " WHERE saga_id = %s",
+                [rid],
             ).fetchone()
-        assert row == (accepted["log_position"], "alice")
+        assert requested[1] == "alice"
+        assert take[0] == accepted["log_position"]  # the last one the request appended
+        assert take[1:] == (
+            "alice",
+            take[2],
+            requested[2],
+            requested[4],
+            f"saga-dining_reservation-{rid}",
+        )
+        assert saga is not None
+        assert saga[:4] == ("RUNNING", "taking_deposit", 1, "deposit")
+        assert dt.timedelta(minutes=9) < saga[4] <= dt.timedelta(minutes=10)
+        assert saga[5:] == (requested[4], restaurant["restaurant_id"])
 
     def test_the_same_idempotency_key_reserves_once(
         self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
@@ -90,6 +112,10 @@ class TestRequest:
         assert again.content == first.content
         assert_problem(other, 422)  # the key was used for another request
         assert _reservations(database_url) == 1
+        # One saga, one deposit command: the key's transaction wrote them with the row.
+        assert count_rows(database_url, "saga.instance") == 1
+        rid = first.json()["reservation_id"]
+        assert events(database_url, rid) == ["ReservationRequested", "TakeDeposit"]
 
     def test_prefer_wait_without_a_worker_answers_202_pending_in_time(
         self, client: Client, settings: Settings, restaurant: dict[str, Any]
@@ -128,6 +154,7 @@ class TestRefusedRequests:
         assert problem["type"] == "urn:haengbok:problem:dining-not-possible"
         assert says in problem["detail"]
         assert _reservations(database_url) == 0
+        assert count_rows(database_url, "saga.instance") == 0
         assert count_rows(database_url, "outbox.event") == 1  # the restaurant's own
 
     @pytest.mark.parametrize(
@@ -220,6 +247,7 @@ class TestBackedUpQueues:
         assert "backlog" in problem["detail"] and "Retry in 5 seconds" in problem["detail"]
         assert refused.headers["retry-after"] == "5"
         assert _reservations(database_url) == 0
+        assert count_rows(database_url, "saga.instance") == 0
         assert count_rows(database_url, "outbox.event") == 1  # the restaurant's own
 
         with _client_with(settings, shed_queue_max_depth=3) as roomy:
@@ -265,7 +293,11 @@ class TestCancel:
 
         assert response.status_code == 202, response.text
         assert response.json()["status"] == "CANCELLED"
-        assert events(database_url, rid) == ["ReservationRequested", "ReservationCancelled"]
+        assert events(database_url, rid) == [
+            "ReservationRequested",
+            "TakeDeposit",
+            "ReservationCancelled",
+        ]
 
     def test_cancelling_twice_is_a_409_problem(
         self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
@@ -278,7 +310,11 @@ class TestCancel:
         assert (
             assert_problem(again, 409)["type"] == "urn:haengbok:problem:dining-illegal-transition"
         )
-        assert events(database_url, rid) == ["ReservationRequested", "ReservationCancelled"]
+        assert events(database_url, rid) == [
+            "ReservationRequested",
+            "TakeDeposit",
+            "ReservationCancelled",
+        ]
 
     def test_another_customers_reservation_is_not_found(
         self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
@@ -326,7 +362,7 @@ class TestVisitAndRatingTooEarly:
             headers=owner(settings, "park"),
         )
         assert_problem(response, 404)
-        assert events(database_url, rid) == ["ReservationRequested"]
+        assert events(database_url, rid) == ["ReservationRequested", "TakeDeposit"]
 
     def test_an_unknown_outcome_is_a_400_problem(
         self, client: Client, settings: Settings, restaurant: dict[str, Any]

@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import psycopg
+import pytest
 
 from api.dining.subscribers import DEPOSIT, RECOMMENDATION, RESTAURANT
 from haengbok.payments.fake import FakePaymentProvider
@@ -66,6 +67,7 @@ def refund_count(url: str, reservation_id: str) -> int:
 
 
 class TestRestaurantDown:
+    @pytest.mark.parametrize("step_deadline_ms", [3_000])
     def test_reservations_are_paid_meanwhile_and_confirmed_when_it_is_back(
         self,
         client: Client,
@@ -75,7 +77,7 @@ class TestRestaurantDown:
         restaurant: dict[str, Any],
     ) -> None:
         # Short deadlines for the other steps: the restaurant's step must not use them.
-        workers.start(without={RESTAURANT}, step_deadline_ms=3_000)
+        workers.start(without={RESTAURANT})
         rid = reserve(client, customer(settings), restaurant["restaurant_id"])
 
         wait_status(database_url, rid, "DEPOSIT_PAID")
@@ -89,6 +91,7 @@ class TestRestaurantDown:
         wait_status(database_url, rid, "CONFIRMED")
         assert booking_status(database_url, rid) == "ACCEPTED"
 
+    @pytest.mark.parametrize("step_deadline_ms", [2_000])
     def test_steps_that_answer_in_time_send_no_deadline_message(
         self,
         client: Client,
@@ -97,7 +100,7 @@ class TestRestaurantDown:
         workers: Workers,
         restaurant: dict[str, Any],
     ) -> None:
-        worker = workers.start(without={RESTAURANT}, step_deadline_ms=2_000)
+        worker = workers.start(without={RESTAURANT})
         rid = reserve(client, customer(settings), restaurant["restaurant_id"])
 
         row = wait_step(database_url, rid, "awaiting_restaurant")
@@ -223,6 +226,7 @@ class TestCancelMidSaga:
 
 
 class TestDeadline:
+    @pytest.mark.parametrize("step_deadline_ms", [300])
     def test_a_deposit_context_that_does_not_answer_gets_the_reservation_rejected(
         self,
         client: Client,
@@ -232,7 +236,7 @@ class TestDeadline:
         provider: FakePaymentProvider,
         restaurant: dict[str, Any],
     ) -> None:
-        workers.start(without={DEPOSIT}, step_deadline_ms=300)
+        workers.start(without={DEPOSIT})
         rid = reserve(client, customer(settings), restaurant["restaurant_id"])
 
         wait_status(database_url, rid, "REJECTED")
