@@ -161,9 +161,11 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             )
         print("  median per step (ms): appended -> relayed | relayed -> next row appended")
         for hop in hops:
-            print(
-                f"    {hop['from']} -> {hop['to']}: {hop['relay_ms']:.0f} | {hop['deliver_ms']:.0f}"
-            )
+            # The next row appended before this one was relayed: both came from one
+            # transaction (the request that starts the saga, a saga step's two commands).
+            after = hop["deliver_ms"]
+            delivered = f"{after:.0f}" if after > 0 else "same transaction"
+            print(f"    {hop['from']} -> {hop['to']}: {hop['relay_ms']:.0f} | {delivered}")
         if lat:
             result.update(
                 p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95),
