@@ -160,7 +160,7 @@ class SagaRunner:
         """Start an instance in the transaction that appends its start message ``start``
         (with ``context``), as a delivery of that message would: the insert of the instance
         row and the commands it sends, for the caller to write in that transaction, e.g. in
-        the same statement (``outbox.log.append_after_write_async``). The commands' context
+        the same statement (``outbox.log.append_after_writes_async``). The commands' context
         is the one a consumer would give them: caused by ``start``. Their deadline counts
         from now. Local commands (``local``) cannot run here: a start that sends one fails."""
         if start.type not in self.definition.starts_with:
