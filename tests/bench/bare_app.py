@@ -1,17 +1,21 @@
 """The bare baseline for the Dining siege: a tiny Litestar app whose POST /dining/reservations
-does the same two inserts as the real command, in one transaction, and nothing else.
+does the same inserts as the real command, and nothing else.
 
 What it does: decode the JSON body (msgspec), borrow a connection from a psycopg async pool
-(same size as the API's), and in ONE transaction insert the reservation row
-(``reservation.reservation``, the same columns as ``dining.insert_reservation``) and its
-``ReservationRequested`` event (``outbox.event``, version 1 of a new stream, the same payload
-and context columns the real command writes); commit; answer 202 with the id and ``Location``.
+(same size as the API's), and in ONE transaction insert the rows the real request writes:
+the reservation (``reservation.reservation``, the same columns as
+``dining.insert_reservation``), its ``ReservationRequested`` event (``outbox.event``, version 1
+of a new stream, the same payload and context columns), and, since session 13, the saga
+instance the request starts (``saga.instance``, as ``saga.insert_started``: first step, state,
+deadline) and its ``TakeDeposit`` command (version 1 of the saga's stream); commit; answer 202
+with the id and ``Location``.
 
 What it does not do: no bearer token check or role guard, no load-shedding guard, no
 correlation or metrics middleware, no ``Idempotency-Key`` claim or stored response, no lookup
 of the restaurant (its name and deposit are constants), no domain validation (slot offered,
-slot in the future, party size), no stream-version computation (a new stream starts at 1), no
-relay wake-up after the commit, and nothing consumes what it writes (no relay, no saga).
+slot in the future, party size), no saga decision (the instance's row is built here), no
+stream-version computation (a new stream starts at 1), no relay wake-up after the commit, and
+nothing consumes what it writes (no relay, no saga).
 
     DATABASE_URL=... uvicorn tests.bench.bare_app:create_app --factory --workers N
     (``create_app_one_statement``: the same inserts as one statement, no transaction)
@@ -48,9 +52,26 @@ VALUES (%(event_id)s, 'event', 'reservation.ReservationRequested', %(stream)s, 1
         %(correlation_id)s, %(causation_id)s, %(customer)s)
 """
 
-# create_app_one_statement: both rows in one statement with no transaction around it, the shape
-# the real command's write has had since session 10 (outbox.log.append_after_write_async).
-INSERT_BOTH = f"WITH _write AS ({INSERT_RESERVATION}) {INSERT_EVENT}"
+INSERT_SAGA = """
+INSERT INTO saga.instance (saga_id, saga_type, status, step, state, completed_steps, version,
+                           correlation_id, deadline_at, deadline_name)
+VALUES (%(reservation_id)s, 'dining_reservation', 'RUNNING', 'taking_deposit', %(saga_state)s,
+        '[]', 1, %(correlation_id)s, now() + interval '10 minutes', 'deposit')
+"""
+INSERT_COMMAND = """
+INSERT INTO outbox.event (event_id, kind, type, stream, version, payload, correlation_id,
+                          causation_id, actor)
+VALUES (%(command_id)s, 'command', 'deposit.TakeDeposit', %(saga_stream)s, 1,
+        %(command_payload)s, %(correlation_id)s, %(event_id)s, %(customer)s)
+"""
+INSERTS = (INSERT_RESERVATION, INSERT_EVENT, INSERT_SAGA, INSERT_COMMAND)
+
+# create_app_one_statement: every row in one statement with no transaction around it, the shape
+# the real command's write has had since session 10 (outbox.log.append_after_writes_async).
+INSERT_ALL = (
+    f"WITH _reservation AS ({INSERT_RESERVATION}), _event AS ({INSERT_EVENT}),"
+    f" _saga AS ({INSERT_SAGA}) {INSERT_COMMAND}"
+)
 
 
 class ReservationBody(msgspec.Struct):
@@ -89,15 +110,29 @@ async def reserve(request: Request[Any, Any, Any]) -> Response[bytes]:
         ),
         "correlation_id": uuid.uuid4(),
         "causation_id": uuid.uuid4(),
+        "saga_state": Jsonb(
+            {
+                "customer": "bench-customer",
+                "restaurant_id": str(body.restaurant_id),
+                "date": body.date.isoformat(),
+                "slot": body.slot,
+                "party_size": body.party_size,
+            }
+        ),
+        "command_id": uuid.uuid4(),
+        "saga_stream": f"saga-dining_reservation-{reservation_id}",
+        "command_payload": Jsonb(
+            {"reservation_id": str(reservation_id), "customer": "bench-customer", "amount": DEPOSIT}
+        ),
     }
     pool: AsyncConnectionPool[Any] = request.app.state.pool
     if request.app.state.one_statement:
         async with pool.connection() as conn:  # autocommit: one round trip
-            await conn.execute(INSERT_BOTH, params)
+            await conn.execute(INSERT_ALL, params)
     else:
         async with pool.connection() as conn, conn.transaction():
-            await conn.execute(INSERT_RESERVATION, params)
-            await conn.execute(INSERT_EVENT, params)
+            for insert in INSERTS:
+                await conn.execute(insert, params)
     location = f"/dining/reservations/{reservation_id}"
     answer = msgspec.json.encode({"reservation_id": reservation_id, "status": "PENDING"})
     return Response(answer, status_code=202, media_type="application/json",
@@ -110,12 +145,12 @@ async def health() -> dict[str, str]:
 
 
 def create_app() -> Litestar:
-    """Two inserts in a transaction: BEGIN, INSERT, INSERT, COMMIT."""
+    """The inserts in a transaction: BEGIN, an INSERT each, COMMIT."""
     return _create_app(one_statement=False)
 
 
 def create_app_one_statement() -> Litestar:
-    """The same two inserts as one statement in autocommit: one round trip."""
+    """The same inserts as one statement in autocommit: one round trip."""
     return _create_app(one_statement=True)
 
 
