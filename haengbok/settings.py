@@ -40,6 +40,8 @@ class Settings:
     worker_idle_timeout_ms: int = 250
     relay_batch_size: int = 500
     relay_idle_poll_seconds: float = 0.5
+    # After a batch that found work, the next starts no sooner than this (0: when woken).
+    relay_min_interval_seconds: float = 0.0
     # Shortest time between projection rounds that catch up: events arriving meanwhile share
     # the next round's transaction (read models lag by up to this much more).
     projection_round_interval_seconds: float = 0.05
@@ -91,6 +93,7 @@ class Settings:
             worker_nice=_int("HAENGBOK_WORKER_NICE", cls.worker_nice),
             relay_batch_size=_int("HAENGBOK_RELAY_BATCH_SIZE", 500),
             relay_idle_poll_seconds=_float("HAENGBOK_RELAY_IDLE_POLL_SECONDS", 0.5),
+            relay_min_interval_seconds=_float("HAENGBOK_RELAY_MIN_INTERVAL_SECONDS", 0.0),
             projection_round_interval_seconds=_float(
                 "HAENGBOK_PROJECTION_ROUND_INTERVAL_SECONDS", 0.05
             ),

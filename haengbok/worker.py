@@ -107,6 +107,7 @@ class WorkerProcess:
                 database_url,
                 batch_size=settings.relay_batch_size,
                 idle_poll_seconds=settings.relay_idle_poll_seconds,
+                min_interval_seconds=settings.relay_min_interval_seconds,
             )
             if run_relay
             else None

@@ -265,12 +265,17 @@ class Relay:
         batch_size: int = 500,
         idle_poll_seconds: float = 0.5,
         standby_poll_seconds: float = 1.0,
+        min_interval_seconds: float = 0.0,
     ) -> None:
+        """``min_interval_seconds``: after a batch that found work, the leader starts the next
+        no sooner than this after it began, so a busy stretch is relayed in fewer, larger
+        batches (0: at once when woken)."""
         self._pool = pool
         self._conninfo = conninfo
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
         self._standby_poll = standby_poll_seconds
+        self._min_interval = min_interval_seconds
         self.standby = Standby(standby.RELAY)
         self.relayed_total = 0
         self._routes: RouteTable | None = None
@@ -304,11 +309,14 @@ class Relay:
                         pgsql.SQL("LISTEN {}").format(pgsql.Identifier(OUTBOX_CHANNEL))
                     )
                     log.info("this process's relay leads")
+                began = monotonic()
                 done = self.relay_once()
                 if done:
                     self.relayed_total += done
                     if done >= self._batch_size:
                         continue  # more waiting: no pause
+                    if self._min_interval > 0 and self.standby.leading:
+                        stop.wait(max(0.0, self._min_interval - (monotonic() - began)))
                 if self.standby.leading:
                     self._wait(listener, stop)
                 else:

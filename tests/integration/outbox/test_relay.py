@@ -25,6 +25,7 @@ from outbox.relay import (
     sync_routes,
 )
 from sql import query
+from tests.waiting import wait_until
 
 ORDERS = Route(
     "orders_policy", "orders_policy", frozenset({"shop.OrderPlaced", "shop.OrderPaid"}), True
@@ -352,3 +353,34 @@ class TestSyncingRoutesUnderLoad:
                 sync_routes(starting, [ORDERS, AUDIT])
                 starting.commit()
             writer.rollback()
+
+
+class TestMinInterval:
+    def test_a_busy_stretch_is_relayed_in_fewer_batches(self, database_url: str) -> None:
+        """After a batch that found work the leader waits out ``min_interval_seconds`` before
+        the next: events committed 50 ms apart meanwhile go in one batch (with a 50 ms poll
+        and no interval, about one batch each)."""
+        _subscribe(database_url, ORDERS)
+        stop = threading.Event()
+        with (
+            psycopg.connect(database_url, autocommit=True) as conn,
+            ConnectionPool(database_url, min_size=1, max_size=2) as pool,
+        ):
+            relay = Relay(pool, database_url, idle_poll_seconds=0.05, min_interval_seconds=1.0)
+            runner = threading.Thread(target=relay.run, args=(stop,))
+            runner.start()
+            try:
+                _append(conn, "first")
+                wait_until(lambda: relay.relayed_total == 1, timeout=10, message="first relayed")
+                for i in range(5):  # 250 ms in all, inside the interval the first batch began
+                    _append(conn, f"spaced-{i}")
+                    stop.wait(0.05)
+                wait_until(lambda: relay.relayed_total == 6, timeout=10, message="all relayed")
+            finally:
+                stop.set()
+                runner.join(10)
+            row = conn.execute(
+                "SELECT count(DISTINCT xmin::text) FROM outbox.event WHERE stream LIKE 'spaced-%'"
+            ).fetchone()
+        assert row is not None
+        assert row[0] <= 2, f"{row[0]} relay transactions for five events"
