@@ -50,6 +50,7 @@ from tests.bench.dining_system import (
     wait_settled,
 )
 from tests.bench.paced_client import flat_out, paced
+from tests.bench.statements import StatementMeter, Statements, describe
 
 REQUESTED_SQL = """
 SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
@@ -112,6 +113,8 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             flush=True,
         )
         meter = CpuMeter()
+        statements = StatementMeter(url)
+        statements.start()
         meter.start()
         sent, achieved = paced(system.api_url, customer, RESERVATIONS_PATH, bodies[:n], args.rate)
         ended = time.monotonic()
@@ -119,6 +122,7 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             url, deadline_seconds=args.settle_deadline, started=ended
         )
         cpu_seconds = meter.stop()
+        ran = statements.stop()
         confirmed_at = confirmations(url)
         requested_at = confirmations(url, REQUESTED_SQL)
         hops = hop_medians(url)
@@ -185,6 +189,7 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         )
         spent = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_confirmed"].items())
         print(f"  CPU ms per confirmed reservation (load and settling): {spent}", flush=True)
+        _report_statements(result, ran, len(confirmed_at))
         return result
     finally:
         procs.stop_all()
@@ -205,6 +210,14 @@ def latency_series(
         late = (done - due) * 1000 if done is not None else float("inf")
         windows.setdefault(int((due - first) // window_seconds), []).append(late)
     return [percentile(sorted(windows[i]), 99) for i in sorted(windows)]
+
+
+def _report_statements(result: dict[str, Any], ran: Statements | None, confirmed: int) -> None:
+    line = describe(ran, confirmed, "confirmed reservation")
+    if ran is not None and line is not None:
+        result["statements"] = {"calls": ran.calls, "exec_ms": ran.exec_ms,
+                                "begin_commit": ran.transaction_controls}  # fmt: skip
+        print(line, flush=True)
 
 
 def hop_medians(url: str) -> list[dict[str, Any]]:
@@ -238,14 +251,17 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
         )  # fmt: skip
         submit_s = time.monotonic() - m0
         meter = CpuMeter()
+        statements = StatementMeter(url)
         if prefilled:
             system.start_workers(args.workers, args.threads)
             t0, m0 = time.time(), time.monotonic()
+        statements.start()
         meter.start()
         terminal_s, drained_s, state = wait_settled(
             url, deadline_seconds=args.settle_deadline, started=m0
         )
         cpu_seconds = meter.stop()
+        ran = statements.stop()
         times = sorted(confirmations(url).values())
         confirmed = len(times)
         # Confirmations come in a burst at the end (FIFO queues: every reservation goes
@@ -274,6 +290,7 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
         if prefilled:
             spent = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_confirmed"].items())
             print(f"  CPU ms per confirmed reservation until drained: {spent}", flush=True)
+        _report_statements(result, ran, confirmed)
         return result
     finally:
         procs.stop_all()
