@@ -419,8 +419,6 @@ class StartedSaga:
 class _Collected:
     """Stands in for the consumer's context while ``start_now`` decides: keeps what is sent."""
 
-    batch = None
-
     def __init__(self) -> None:
         self.messages: list[NewMessage] = []
 

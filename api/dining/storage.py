@@ -35,7 +35,8 @@ _CONSTRAINT_ERRORS: dict[str, type[DiningError]] = {
 }
 
 
-def _new(message: Message) -> NewMessage:
+def new_message(message: Message) -> NewMessage:
+    """The log message of a domain message (an event, or a command on its own stream)."""
     # outbox.sagas.to_new_message does the same for commands only; events go through here.
     return NewMessage(message.TYPE, message.stream(), message.payload(), kind=message.KIND)
 
@@ -63,7 +64,7 @@ async def all_async(conn: psycopg.AsyncConnection[Any], name: str, **params: Any
 def emit(ctx: HandlerContext, *messages: Message) -> None:
     """Append what a message handler caused, in its transaction, with no savepoint (see the
     module docstring)."""
-    ctx.emit(*(_new(m) for m in messages))
+    ctx.emit(*(new_message(m) for m in messages))
 
 
 async def record(
@@ -74,7 +75,7 @@ async def record(
     while True:
         try:
             async with conn.transaction():
-                return await append_async(conn, [_new(m) for m in messages], ctx)
+                return await append_async(conn, [new_message(m) for m in messages], ctx)
         except ConcurrencyConflict:
             if attempt == APPEND_ATTEMPTS:
                 raise
@@ -98,11 +99,6 @@ async def record_new_streams_after(
         return await append_after_writes_async(conn, writes, items)
     async with conn.transaction():
         return await append_after_writes_async(conn, writes, items)
-
-
-def new_message(message: Message) -> NewMessage:
-    """The log message of a domain message (an event or a command on its own stream)."""
-    return _new(message)
 
 
 @contextmanager

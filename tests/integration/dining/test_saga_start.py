@@ -11,7 +11,7 @@ import psycopg
 from api.dining.subscribers import reservation_saga
 from haengbok.settings import Settings
 from outbox.consumers import HandlerContext
-from outbox.envelope import Envelope
+from outbox.envelope import FIELDS, Envelope
 from tests.integration.dining.support import (
     Client,
     customer,
@@ -25,8 +25,7 @@ def _requested(url: str, reservation_id: str) -> Envelope:
     """The reservation's ReservationRequested as a delivery hands it to the saga."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
-            "SELECT position, global_position, event_id, kind, type, stream, version, payload,"
-            " correlation_id, causation_id, actor, occurred_at FROM outbox.event"
+            f"SELECT {', '.join(FIELDS)} FROM outbox.event"
             " WHERE stream = %s AND type = 'reservation.ReservationRequested'",
             [f"reservation-{reservation_id}"],
         ).fetchone()

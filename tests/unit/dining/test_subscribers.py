@@ -70,7 +70,9 @@ def test_start_now_gives_the_instance_row_and_the_first_command_caused_by_the_re
     rid, start = _requested()
     context = MessageContext(uuid.uuid4(), uuid.uuid4(), "alice")
 
+    before = dt.datetime.now(dt.UTC)
     started = reservation_saga(step_deadline_ms=5_000).start_now(rid, start, context)
+    after = dt.datetime.now(dt.UTC)
 
     _, row = started.write
     assert (row["saga_id"], row["saga_status"], row["saga_step"]) == (
@@ -78,8 +80,8 @@ def test_start_now_gives_the_instance_row_and_the_first_command_caused_by_the_re
     )  # fmt: skip
     assert row["saga_correlation_id"] == context.correlation_id
     assert row["saga_deadline_name"] == "deposit"
-    until = row["saga_deadline_at"] - dt.datetime.now(dt.UTC)
-    assert dt.timedelta(seconds=4) < until <= dt.timedelta(seconds=5)
+    step = dt.timedelta(seconds=5)
+    assert before + step <= row["saga_deadline_at"] <= after + step
     ((command, caused),) = started.commands
     assert (command.type, command.kind, command.stream) == (
         TakeDeposit.TYPE, "command", f"saga-dining_reservation-{rid}"
