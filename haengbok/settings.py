@@ -42,6 +42,10 @@ class Settings:
     relay_idle_poll_seconds: float = 0.5
     # After a batch that found work, the next starts no sooner than this (0: when woken).
     relay_min_interval_seconds: float = 0.0
+    # While relay batches average relay_busy_rows rows or more (the machine is too busy for the
+    # relay to keep up at once), batches start this far apart (outbox.pacing; 0: never).
+    relay_busy_interval_seconds: float = 0.05
+    relay_busy_rows: float = 8.0
     # Shortest time between projection rounds that catch up: events arriving meanwhile share
     # the next round's transaction (read models lag by up to this much more).
     projection_round_interval_seconds: float = 0.05
@@ -94,6 +98,10 @@ class Settings:
             relay_batch_size=_int("HAENGBOK_RELAY_BATCH_SIZE", 500),
             relay_idle_poll_seconds=_float("HAENGBOK_RELAY_IDLE_POLL_SECONDS", 0.5),
             relay_min_interval_seconds=_float("HAENGBOK_RELAY_MIN_INTERVAL_SECONDS", 0.0),
+            relay_busy_interval_seconds=_float(
+                "HAENGBOK_RELAY_BUSY_INTERVAL_SECONDS", cls.relay_busy_interval_seconds
+            ),
+            relay_busy_rows=_float("HAENGBOK_RELAY_BUSY_ROWS", cls.relay_busy_rows),
             projection_round_interval_seconds=_float(
                 "HAENGBOK_PROJECTION_ROUND_INTERVAL_SECONDS", 0.05
             ),

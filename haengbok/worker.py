@@ -108,6 +108,8 @@ class WorkerProcess:
                 batch_size=settings.relay_batch_size,
                 idle_poll_seconds=settings.relay_idle_poll_seconds,
                 min_interval_seconds=settings.relay_min_interval_seconds,
+                busy_interval_seconds=settings.relay_busy_interval_seconds,
+                busy_rows=settings.relay_busy_rows,
             )
             if run_relay
             else None

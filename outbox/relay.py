@@ -30,6 +30,7 @@ from psycopg import sql as pgsql
 from psycopg_pool import ConnectionPool
 
 from outbox import standby, wire
+from outbox.pacing import Pacing
 from outbox.standby import Standby
 from sql import query
 
@@ -266,16 +267,23 @@ class Relay:
         idle_poll_seconds: float = 0.5,
         standby_poll_seconds: float = 1.0,
         min_interval_seconds: float = 0.0,
+        busy_interval_seconds: float = 0.05,
+        busy_rows: float = 8.0,
     ) -> None:
-        """``min_interval_seconds``: after a batch that found work, the leader starts the next
-        no sooner than this after it began, so a busy stretch is relayed in fewer, larger
-        batches (0: at once when woken)."""
+        """How far apart the leader starts batches that find work (``outbox.pacing``):
+        ``min_interval_seconds`` always (0: at once when woken); ``busy_interval_seconds`` while
+        its batches average ``busy_rows`` rows or more, which they only do when the machine is
+        too busy for the relay to keep up at once (0: never)."""
         self._pool = pool
         self._conninfo = conninfo
         self._batch_size = batch_size
         self._idle_poll = idle_poll_seconds
         self._standby_poll = standby_poll_seconds
-        self._min_interval = min_interval_seconds
+        self.pacing = Pacing(
+            min_interval=min_interval_seconds,
+            busy_interval=busy_interval_seconds,
+            busy_rows=busy_rows,
+        )
         self.standby = Standby(standby.RELAY)
         self.relayed_total = 0
         self._routes: RouteTable | None = None
@@ -313,10 +321,11 @@ class Relay:
                 done = self.relay_once()
                 if done:
                     self.relayed_total += done
+                    pause = self.pacing.after(done)
                     if done >= self._batch_size:
                         continue  # more waiting: no pause
-                    if self._min_interval > 0 and self.standby.leading:
-                        stop.wait(max(0.0, self._min_interval - (monotonic() - began)))
+                    if pause > 0 and self.standby.leading:
+                        stop.wait(max(0.0, pause - (monotonic() - began)))
                 if self.standby.leading:
                     self._wait(listener, stop)
                 else:

@@ -366,7 +366,10 @@ class TestMinInterval:
             psycopg.connect(database_url, autocommit=True) as conn,
             ConnectionPool(database_url, min_size=1, max_size=2) as pool,
         ):
-            relay = Relay(pool, database_url, idle_poll_seconds=0.05, min_interval_seconds=1.0)
+            relay = Relay(
+                pool, database_url, idle_poll_seconds=0.05, min_interval_seconds=1.0,
+                busy_interval_seconds=0,
+            )  # fmt: skip
             runner = threading.Thread(target=relay.run, args=(stop,))
             runner.start()
             try:
@@ -384,3 +387,50 @@ class TestMinInterval:
             ).fetchone()
         assert row is not None
         assert row[0] <= 2, f"{row[0]} relay transactions for five events"
+
+
+class TestBusyPacing:
+    @pytest.mark.parametrize(("first_batch", "most", "least"), [(12, 2, 1), (1, 5, 3)])
+    def test_large_batches_space_the_next_ones_small_ones_do_not(
+        self, database_url: str, first_batch: int, most: int, least: int
+    ) -> None:
+        """With ``busy_rows`` 3 a first batch of 12 rows (average 3 at weight 0.25) turns the
+        relay busy: five events committed 50 ms apart meanwhile go in at most two batches.
+        After a first batch of one row the relay stays eager: about one batch each."""
+        _subscribe(database_url, ORDERS)
+        stop = threading.Event()
+        with (
+            psycopg.connect(database_url, autocommit=True) as conn,
+            ConnectionPool(database_url, min_size=1, max_size=2) as pool,
+        ):
+            relay = Relay(
+                pool, database_url, idle_poll_seconds=0.05, busy_interval_seconds=1.0,
+                busy_rows=3,
+            )  # fmt: skip
+            runner = threading.Thread(target=relay.run, args=(stop,))
+            runner.start()
+            try:
+                messages = [
+                    NewMessage("shop.OrderPlaced", f"first-{i}", {}) for i in range(first_batch)
+                ]
+                append(conn, messages, MessageContext.new("test"))
+                wait_until(
+                    lambda: relay.relayed_total == first_batch, timeout=10, message="first relayed"
+                )
+                assert relay.pacing.busy == (first_batch >= 12)
+                for i in range(5):  # 250 ms in all, well inside a busy relay's 1 s
+                    _append(conn, f"spaced-{i}")
+                    stop.wait(0.05)
+                wait_until(
+                    lambda: relay.relayed_total == first_batch + 5,
+                    timeout=10,
+                    message="all relayed",
+                )
+            finally:
+                stop.set()
+                runner.join(10)
+            row = conn.execute(
+                "SELECT count(DISTINCT xmin::text) FROM outbox.event WHERE stream LIKE 'spaced-%'"
+            ).fetchone()
+        assert row is not None
+        assert least <= row[0] <= most, f"{row[0]} relay transactions for five events"
