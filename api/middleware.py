@@ -9,12 +9,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.exceptions import ValidationException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from outbox.logcontext import bound
 
 CORRELATION_HEADER = "X-Correlation-ID"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -79,9 +80,7 @@ class CorrelationMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Bind ``correlation_id`` / ``request_id`` for every log line of this request."""
         ids = request_ids(scope)
-        with structlog.contextvars.bound_contextvars(
-            correlation_id=str(ids.correlation_id), request_id=str(ids.request_id)
-        ):
+        with bound(correlation_id=str(ids.correlation_id), request_id=str(ids.request_id)):
             if ids.rejected is not None:
                 raise ValidationException(
                     detail=f"{CORRELATION_HEADER} must be a UUID",

@@ -1,8 +1,9 @@
 """Structured logging: one configuration for structlog and the standard library.
 
 Every process calls ``configure_logging(settings)`` once at start (the CLI does it before it
-builds the app or the workers). Values bound with ``structlog.contextvars`` (the API binds
-``correlation_id`` and ``request_id`` per request) appear on every line, including lines from
+builds the app or the workers). Values bound with ``outbox.logcontext.bound`` (the API binds
+``correlation_id`` and ``request_id`` per request, workers a message's ids) or with
+``structlog.contextvars`` appear on every line, including lines from
 libraries that log through the standard library (uvicorn, psycopg_pool, dramatiq).
 """
 
@@ -16,6 +17,7 @@ import structlog
 from structlog.typing import Processor
 
 from haengbok.settings import Settings
+from outbox.logcontext import merge_bound
 
 _HANDLER_NAME = "haengbok"
 
@@ -23,10 +25,15 @@ _HANDLER_NAME = "haengbok"
 QUIET_LIBRARIES = ("pgserver", "httpx", "httpcore", "urllib3")
 
 
+def context_processors() -> list[Processor]:
+    """The processors that add the bound ids to a line (tests capture lines with them)."""
+    return [merge_bound, structlog.contextvars.merge_contextvars]
+
+
 def _shared_processors() -> list[Processor]:
     return [
-        # First, so that per-request ids bound in contextvars reach every line.
-        structlog.contextvars.merge_contextvars,
+        # First, so that per-request and per-message ids reach every line.
+        *context_processors(),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -23,7 +23,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import dramatiq
 import psycopg
-import structlog
 from dramatiq.middleware import CurrentMessage
 from psycopg_pool import ConnectionPool
 
@@ -31,7 +30,7 @@ from outbox import wire
 from outbox.broker_message import PgmqBatchProxy
 from outbox.envelope import Envelope, MessageContext, NewMessage
 from outbox.log import append, append_each
-from outbox.logcontext import bound_message
+from outbox.logcontext import bound, bound_message
 from outbox.relay import Route
 from sql import query, queue_query
 
@@ -204,7 +203,7 @@ def deliver(
     ``outbox.wakeup.RelayWakeup.poke``); without one, a NOTIFY is sent on this connection.
     """
     # The message's ids are bound for its whole processing by outbox.logcontext.
-    with structlog.contextvars.bound_contextvars(subscriber=subscriber.name):
+    with bound(subscriber=subscriber.name):
         with pool.connection() as conn:
             try:
                 with conn.transaction():
@@ -241,7 +240,7 @@ def deliver_batch(
     if subscriber.batch_key is not None:
         key = subscriber.batch_key
         runs.sort(key=lambda run: key(run[1]))
-    with structlog.contextvars.bound_contextvars(subscriber=subscriber.name):
+    with bound(subscriber=subscriber.name):
         with pool.connection() as conn:
             with conn.transaction():
                 live = broker.ack_many_in_transaction(conn, batch.queue_name, batch.msg_ids)

@@ -26,12 +26,12 @@ from typing import Any
 import dramatiq
 import psycopg
 import psycopg_pool
-import structlog
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from outbox.consumers import Subscriber, TransactionalBroker
 from outbox.envelope import Envelope
+from outbox.logcontext import bound
 from outbox.sagas import DEADLINE_TYPE
 from sql import query
 
@@ -116,7 +116,7 @@ class DeadlineScheduler:
         # A FIFO group of its own: the message must not wait behind the saga's other messages.
         msg_id = self._broker.send_in_transaction(conn, message, group=f"deadline-{env.event_id}")
         conn.execute(query("saga.deadline_sent"), {"msg_id": msg_id, "saga_id": row["saga_id"]})
-        with structlog.contextvars.bound_contextvars(correlation_id=str(row["correlation_id"])):
+        with bound(correlation_id=str(row["correlation_id"])):
             log.info(
                 "deadline %r of %s saga %s passed (due %s); deadline message %s sent",
                 row["deadline_name"], row["saga_type"], row["saga_id"],

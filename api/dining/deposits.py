@@ -35,6 +35,7 @@ from domain.dining.messages import (
 from domain.payments import ChargeResult, PaymentProvider
 from outbox.consumers import BatchScope, Handler, HandlerContext
 from outbox.envelope import Envelope
+from outbox.logcontext import bound
 from sql import query
 
 log = structlog.get_logger("dining.deposit")
@@ -93,9 +94,7 @@ class ChargesAhead:
 
     def _charge(self, key: str, command: TakeDeposit, correlation_id: uuid.UUID) -> ChargeResult:
         # On a pool thread: the log lines of the call (breaker, client) carry its correlation.
-        with structlog.contextvars.bound_contextvars(
-            correlation_id=str(correlation_id), reservation_id=str(command.reservation_id)
-        ):
+        with bound(correlation_id=str(correlation_id), reservation_id=str(command.reservation_id)):
             return charge_deposit(self._provider, key, command)
 
     def _pool(self) -> ThreadPoolExecutor:

@@ -9,6 +9,7 @@ import structlog
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from haengbok.logs import context_processors
 from tests.integration.api.support import assert_problem
 
 
@@ -42,9 +43,7 @@ class TestCorrelationInLogsAndEvents:
         self, client: TestClient[Litestar], auth: dict[str, str], database_url: str
     ) -> None:
         correlation_id = str(uuid.uuid4())
-        with structlog.testing.capture_logs(
-            processors=[structlog.contextvars.merge_contextvars]
-        ) as logs:
+        with structlog.testing.capture_logs(processors=context_processors()) as logs:
             response = client.post(
                 "/notes",
                 json={"text": "log me"},

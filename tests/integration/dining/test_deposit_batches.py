@@ -11,7 +11,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import structlog
 
 from api.dining.deposits import ChargesAhead, deposit_handler
 from domain.dining.messages import DepositPaid, TakeDeposit
@@ -19,6 +18,7 @@ from domain.payments import ChargeResult, PaymentUnavailable
 from haengbok.payments.fake import FakePaymentProvider
 from outbox.consumers import BatchScope, HandlerContext
 from outbox.envelope import Envelope
+from outbox.logcontext import bound_values
 from tests.integration.dining.support import delivered
 
 
@@ -36,14 +36,14 @@ class MeetingProvider(FakePaymentProvider):
 
 
 class ContextRecordingProvider(FakePaymentProvider):
-    """Records the logging context each charge runs in (key -> structlog contextvars)."""
+    """Records the logging context each charge runs in (key -> the ids bound for its lines)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.contexts: dict[str, dict[str, Any]] = {}
 
     def charge(self, idempotency_key: str, amount: int, reference: str) -> ChargeResult:
-        self.contexts[idempotency_key] = structlog.contextvars.get_contextvars()
+        self.contexts[idempotency_key] = dict(bound_values())
         return super().charge(idempotency_key, amount, reference)
 
 

@@ -69,7 +69,9 @@ class ProbeController(Controller):
         return {"accepted": True}
 
 
-def _app(database_url: str, ttl_seconds: float) -> tuple[Litestar, Settings]:
+def _app(
+    database_url: str, ttl_seconds: float, queue_ttl_seconds: float | None = None
+) -> tuple[Litestar, Settings]:
     settings = Settings(database_url=database_url, pool_min_size=1, pool_max_size=4)
     app = create_app(
         settings,
@@ -77,7 +79,9 @@ def _app(database_url: str, ttl_seconds: float) -> tuple[Litestar, Settings]:
         extra_dependencies={"load_shedder": Provide(provide_load_shedder)},
     )
     app.state.ran = 0
-    app.state["load_shedder"] = LoadShedder(ttl_seconds=ttl_seconds)
+    app.state["load_shedder"] = LoadShedder(
+        ttl_seconds=ttl_seconds, queue_ttl_seconds=queue_ttl_seconds
+    )
     return app, settings
 
 
@@ -95,8 +99,10 @@ class Api:
         return int(self.app.state.ran)
 
 
-def _serve(database_url: str, ttl_seconds: float) -> Iterator[Api]:
-    app, settings = _app(database_url, ttl_seconds)
+def _serve(
+    database_url: str, ttl_seconds: float, queue_ttl_seconds: float | None = None
+) -> Iterator[Api]:
+    app, settings = _app(database_url, ttl_seconds, queue_ttl_seconds)
     with serving(app) as url, httpx.Client(base_url=url, timeout=10) as http:
         yield Api(app, settings, http)
 
@@ -207,6 +213,19 @@ class TestCaching:
             _set_breaker(database_url, BreakerState.OPEN, next_attempt_in=30)
             # Still the reading of the first request: no query was made for this one.
             assert api.command().status_code == 202
+            assert api.ran == 2
+
+    def test_the_queues_are_read_on_their_own_ttl_the_breaker_on_its_own(
+        self, database_url: str, db: psycopg.Connection[Any]
+    ) -> None:
+        for api in _serve(database_url, ttl_seconds=0, queue_ttl_seconds=3600):
+            assert api.command().status_code == 202
+            _send(db, MAX_DEPTH + 1)
+            # The queue's reading is the first request's: too deep by now, still taken.
+            assert api.command().status_code == 202
+            _set_breaker(database_url, BreakerState.OPEN, next_attempt_in=30)
+            # The breaker's reading lasts no time: seen at once.
+            assert_problem(api.command(), 503)
             assert api.ran == 2
 
 
