@@ -63,8 +63,8 @@ SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::fl
 FROM outbox.event WHERE type = 'reservation.ReservationConfirmed'
 """
 # Where the time between request and confirmation goes: for each step of a reservation's chain
-# (one log row to the next of the same correlation id), the median time from the row's insert
-# to its relay, and from its relay to the next row's insert (delivery and handler).
+# (one log row to the next of the same correlation id), the median and p99 time from the row's
+# insert to its relay, and from its relay to the next row's insert (delivery and handler).
 HOPS_SQL = """
 WITH chain AS (
     SELECT type, occurred_at, relayed_at,
@@ -74,7 +74,9 @@ WITH chain AS (
 )
 SELECT type, next_type, count(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM relayed_at - occurred_at)),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM next_at - relayed_at))
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM next_at - relayed_at)),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM relayed_at - occurred_at)),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM next_at - relayed_at))
 FROM chain WHERE next_type IS NOT NULL
 GROUP BY type, next_type HAVING count(*) >= 10 ORDER BY min(occurred_at)
 """
@@ -163,13 +165,18 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                 f"{result['client_late_p99_ms']:.1f} ms after the request was due)",
                 flush=True,
             )
-        print("  median per step (ms): appended -> relayed | relayed -> next row appended")
+        print("  per step, median / p99 (ms): appended -> relayed | relayed -> next row appended")
         for hop in hops:
             # The next row appended before this one was relayed: both came from one
             # transaction (the request that starts the saga, a saga step's two commands).
             after = hop["deliver_ms"]
-            delivered = f"{after:.0f}" if after > 0 else "same transaction"
-            print(f"    {hop['from']} -> {hop['to']}: {hop['relay_ms']:.0f} | {delivered}")
+            delivered = (
+                f"{after:.0f} / {hop['deliver_p99_ms']:.0f}" if after > 0 else "same transaction"
+            )
+            print(
+                f"    {hop['from']} -> {hop['to']}: {hop['relay_ms']:.0f} / "
+                f"{hop['relay_p99_ms']:.0f} | {delivered}"
+            )
         if lat:
             result.update(
                 p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95),
@@ -230,6 +237,8 @@ def hop_medians(url: str) -> list[dict[str, Any]]:
             "count": r[2],
             "relay_ms": r[3] * 1000,
             "deliver_ms": r[4] * 1000,
+            "relay_p99_ms": r[5] * 1000,
+            "deliver_p99_ms": r[6] * 1000,
         }
         for r in rows
     ]
