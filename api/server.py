@@ -24,8 +24,11 @@ class DrainingServer(uvicorn.Server):
         self._draining = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """First signal: fail readiness, stop after the drain window. A second one: stop now."""
-        if self._draining or self._drain_seconds <= 0:
+        """First signal: fail readiness, stop after the drain window. A second one: stop now.
+        So does the first while the server is still starting: it never answered ready, so no
+        load balancer sends it anything to drain (under load a process can take seconds to
+        start, and draining after that made its stop late)."""
+        if self._draining or self._drain_seconds <= 0 or not self.started:
             begin_draining(self._app)
             super().handle_exit(sig, frame)
             return

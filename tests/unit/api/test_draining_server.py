@@ -1,0 +1,42 @@
+"""The API server's SIGTERM: a started server drains first, one still starting stops at once."""
+
+from __future__ import annotations
+
+import signal
+
+import uvicorn
+from litestar import Litestar
+
+from api.health import is_draining
+from api.server import DrainingServer
+from tests.waiting import wait_until
+
+
+def _server(drain_seconds: float) -> tuple[DrainingServer, Litestar]:
+    app = Litestar(route_handlers=[])
+    return DrainingServer(uvicorn.Config(app), app, drain_seconds=drain_seconds), app
+
+
+def test_a_started_server_fails_readiness_and_stops_after_the_drain() -> None:
+    server, app = _server(drain_seconds=0.2)
+    server.started = True
+    server.handle_exit(signal.SIGTERM, None)
+    assert is_draining(app)
+    assert not server.should_exit  # still serving through the drain window
+    wait_until(lambda: server.should_exit, timeout=5, message="stopping after the drain")
+
+
+def test_a_second_signal_stops_it_at_once() -> None:
+    server, _ = _server(drain_seconds=60)
+    server.started = True
+    server.handle_exit(signal.SIGTERM, None)
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.should_exit
+
+
+def test_a_server_still_starting_stops_at_once() -> None:
+    server, app = _server(drain_seconds=60)
+    assert not server.started
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.should_exit
+    assert is_draining(app)
