@@ -13,8 +13,12 @@ from tests.waiting import wait_until
 
 
 def _server(drain_seconds: float) -> tuple[DrainingServer, Litestar]:
+    # log_config=None: uvicorn's own logging setup would stop its loggers propagating for the
+    # rest of the test session.
     app = Litestar(route_handlers=[])
-    return DrainingServer(uvicorn.Config(app), app, drain_seconds=drain_seconds), app
+    return DrainingServer(
+        uvicorn.Config(app, log_config=None), app, drain_seconds=drain_seconds
+    ), app
 
 
 def test_a_started_server_fails_readiness_and_stops_after_the_drain() -> None:
