@@ -46,9 +46,12 @@ class Pacing:
         clock: Callable[[], float] = monotonic,
     ) -> None:
         if min_interval < 0 or busy_interval < 0:
-            raise ValueError("relay intervals cannot be negative")
+            raise ValueError(
+                "relay intervals cannot be negative: check HAENGBOK_RELAY_MIN_INTERVAL_SECONDS "
+                "and HAENGBOK_RELAY_BUSY_INTERVAL_SECONDS"
+            )
         if busy_rows < 1:
-            raise ValueError("busy_rows must be at least 1")
+            raise ValueError("busy_rows (HAENGBOK_RELAY_BUSY_ROWS) must be at least 1")
         if not 0 < smoothing <= 1:
             raise ValueError("smoothing must be in (0, 1]")
         self._min = min_interval
