@@ -77,7 +77,8 @@ class HttpPaymentProvider:
         self._owned_store: PostgresBreakerStore | None = None  # closed with the client
         self._prefix = (urllib3.util.parse_url(base_url).path or "").rstrip("/")
         # One host, so its connection pool itself rather than a PoolManager, which parses the
-        # URL and looks the pool up again on every request (a tenth of a charge's CPU here).
+        # URL and looks the pool up again on every request (bench_payment_client: 326-358 vs
+        # 348-366 µs of CPU per charge, within the noise; one layer less).
         self._http = urllib3.connection_from_url(
             base_url,
             # block=False: a thread beyond maxsize opens a connection of its own instead of
