@@ -355,38 +355,53 @@ class TestSyncingRoutesUnderLoad:
             writer.rollback()
 
 
+def _spaced_relay_transactions(
+    database_url: str, first: list[NewMessage], **relay_options: Any
+) -> tuple[int, bool]:
+    """A relay running with ``relay_options``: commit ``first`` in one transaction and wait for
+    it to be relayed, then commit five events 50 ms apart (250 ms in all). Returns how many
+    relay transactions the five took, and whether the relay was busy (paced) after the first
+    batch."""
+    _subscribe(database_url, ORDERS)
+    stop = threading.Event()
+    with (
+        psycopg.connect(database_url, autocommit=True) as conn,
+        ConnectionPool(database_url, min_size=1, max_size=2) as pool,
+    ):
+        relay = Relay(pool, database_url, idle_poll_seconds=0.05, **relay_options)
+        runner = threading.Thread(target=relay.run, args=(stop,))
+        runner.start()
+        try:
+            append(conn, first, MessageContext.new("test"))
+            wait_until(lambda: relay.relayed_total == len(first), message="first relayed")
+            busy = relay.pacing.busy
+            for i in range(5):
+                _append(conn, f"spaced-{i}")
+                stop.wait(0.05)
+            wait_until(lambda: relay.relayed_total == len(first) + 5, message="all relayed")
+        finally:
+            stop.set()
+            runner.join(10)
+        row = conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM outbox.event WHERE stream LIKE 'spaced-%'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), busy
+
+
+def _orders(count: int) -> list[NewMessage]:
+    return [NewMessage("shop.OrderPlaced", f"first-{i}", {}) for i in range(count)]
+
+
 class TestMinInterval:
     def test_a_busy_stretch_is_relayed_in_fewer_batches(self, database_url: str) -> None:
         """After a batch that found work the leader waits out ``min_interval_seconds`` before
         the next: events committed 50 ms apart meanwhile go in one batch (with a 50 ms poll
         and no interval, about one batch each)."""
-        _subscribe(database_url, ORDERS)
-        stop = threading.Event()
-        with (
-            psycopg.connect(database_url, autocommit=True) as conn,
-            ConnectionPool(database_url, min_size=1, max_size=2) as pool,
-        ):
-            relay = Relay(
-                pool, database_url, idle_poll_seconds=0.05, min_interval_seconds=1.0,
-                busy_interval_seconds=0,
-            )  # fmt: skip
-            runner = threading.Thread(target=relay.run, args=(stop,))
-            runner.start()
-            try:
-                _append(conn, "first")
-                wait_until(lambda: relay.relayed_total == 1, timeout=10, message="first relayed")
-                for i in range(5):  # 250 ms in all, inside the interval the first batch began
-                    _append(conn, f"spaced-{i}")
-                    stop.wait(0.05)
-                wait_until(lambda: relay.relayed_total == 6, timeout=10, message="all relayed")
-            finally:
-                stop.set()
-                runner.join(10)
-            row = conn.execute(
-                "SELECT count(DISTINCT xmin::text) FROM outbox.event WHERE stream LIKE 'spaced-%'"
-            ).fetchone()
-        assert row is not None
-        assert row[0] <= 2, f"{row[0]} relay transactions for five events"
+        transactions, _ = _spaced_relay_transactions(
+            database_url, _orders(1), min_interval_seconds=1.0, busy_interval_seconds=0
+        )
+        assert transactions <= 2, f"{transactions} relay transactions for five events"
 
 
 class TestBusyPacing:
@@ -397,40 +412,8 @@ class TestBusyPacing:
         """With ``busy_rows`` 3 a first batch of 12 rows (average 3 at weight 0.25) turns the
         relay busy: five events committed 50 ms apart meanwhile go in at most two batches.
         After a first batch of one row the relay stays eager: about one batch each."""
-        _subscribe(database_url, ORDERS)
-        stop = threading.Event()
-        with (
-            psycopg.connect(database_url, autocommit=True) as conn,
-            ConnectionPool(database_url, min_size=1, max_size=2) as pool,
-        ):
-            relay = Relay(
-                pool, database_url, idle_poll_seconds=0.05, busy_interval_seconds=1.0,
-                busy_rows=3,
-            )  # fmt: skip
-            runner = threading.Thread(target=relay.run, args=(stop,))
-            runner.start()
-            try:
-                messages = [
-                    NewMessage("shop.OrderPlaced", f"first-{i}", {}) for i in range(first_batch)
-                ]
-                append(conn, messages, MessageContext.new("test"))
-                wait_until(
-                    lambda: relay.relayed_total == first_batch, timeout=10, message="first relayed"
-                )
-                assert relay.pacing.busy == (first_batch >= 12)
-                for i in range(5):  # 250 ms in all, well inside a busy relay's 1 s
-                    _append(conn, f"spaced-{i}")
-                    stop.wait(0.05)
-                wait_until(
-                    lambda: relay.relayed_total == first_batch + 5,
-                    timeout=10,
-                    message="all relayed",
-                )
-            finally:
-                stop.set()
-                runner.join(10)
-            row = conn.execute(
-                "SELECT count(DISTINCT xmin::text) FROM outbox.event WHERE stream LIKE 'spaced-%'"
-            ).fetchone()
-        assert row is not None
-        assert least <= row[0] <= most, f"{row[0]} relay transactions for five events"
+        transactions, busy = _spaced_relay_transactions(
+            database_url, _orders(first_batch), busy_interval_seconds=1.0, busy_rows=3
+        )
+        assert busy == (first_batch >= 12)
+        assert least <= transactions <= most, f"{transactions} relay transactions for five events"
