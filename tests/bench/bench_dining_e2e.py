@@ -127,7 +127,7 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         ran = statements.stop()
         confirmed_at = confirmations(url)
         requested_at = confirmations(url, REQUESTED_SQL)
-        hops = hop_medians(url)
+        hops = hop_times(url)
         skip = int(args.rate * args.warmup)
         everything = sorted(sent.started.items(), key=lambda kv: kv[1])
         ordered = everything[skip:]
@@ -227,7 +227,7 @@ def _report_statements(result: dict[str, Any], ran: Statements | None, confirmed
         print(line, flush=True)
 
 
-def hop_medians(url: str) -> list[dict[str, Any]]:
+def hop_times(url: str) -> list[dict[str, Any]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(HOPS_SQL).fetchall()
     return [

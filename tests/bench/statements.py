@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from haengbok.dburl import with_database
+from haengbok.dburl import database_of, with_database
 
 _TOTALS = """
 SELECT coalesce(sum(s.calls), 0)::bigint,
@@ -43,7 +43,7 @@ class StatementMeter:
 
     def __init__(self, url: str) -> None:
         self._admin = with_database(url, "postgres")
-        self._name = url.rsplit("/", 1)[1].split("?", 1)[0]
+        self._name = database_of(url)
         self._start: Statements | None = None
 
     def _read(self) -> Statements | None:
