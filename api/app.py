@@ -31,6 +31,7 @@ from api.metrics import HttpMetrics, HttpMetricsMiddleware, MetricsController
 from api.middleware import CorrelationMiddleware, echo_request_ids
 from api.openapi import OPENAPI_PATH, openapi_config
 from api.problems import ProblemRegistry, default_problems
+from api.requests import StrictJsonRequest
 from haengbok.settings import Settings
 from outbox import wire
 from outbox.envelope import MessageContext
@@ -91,6 +92,7 @@ def create_app(
         exception_handlers=(problems or default_problems()).exception_handlers(),
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_request_body_bytes,
+        request_class=StrictJsonRequest,
         state=State(
             {
                 "settings": settings,

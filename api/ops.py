@@ -38,6 +38,7 @@ from api.ops_schemas import (
     SagaSummary,
 )
 from api.problems import problem
+from api.schemas import MAX_BIGINT, NO_NUL
 from haengbok.settings import Settings
 from outbox import wire
 from outbox.parking import ParkedMessage, discard_parked, requeue_parked
@@ -52,7 +53,7 @@ DEAD_LETTERS_DEFAULT_LIMIT = 100
 DEAD_LETTERS_MAX_LIMIT = 1000
 #: The largest parked id (``bigint``): a larger cursor is refused up front rather than failing
 #: in the database.
-_MAX_PARKED_ID = 2**63 - 1
+_MAX_PARKED_ID = MAX_BIGINT
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
 DEAD_LETTER_PAGE_HEADERS = [
     ResponseHeader(
@@ -210,7 +211,9 @@ class OpsController(Controller):
         saga_status: Annotated[
             SagaStatus | None, QueryParameter(name="status", description="Only this status")
         ] = None,
-        saga_type: Annotated[str | None, QueryParameter(description="Only this saga type")] = None,
+        saga_type: Annotated[
+            str | None, QueryParameter(description="Only this saga type", pattern=NO_NUL)
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="At most this many")] = 50,
     ) -> list[SagaSummary]:
         """Saga instances, most recently changed first, by status and/or type."""
@@ -260,7 +263,9 @@ class OpsController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_conn: AsyncConn,
-        queue: Annotated[str | None, QueryParameter(description="Only this queue")] = None,
+        queue: Annotated[
+            str | None, QueryParameter(description="Only this queue", pattern=NO_NUL)
+        ] = None,
         limit: Annotated[
             int,
             QueryParameter(

@@ -17,6 +17,9 @@ A circuit refuses work only until its ``next_attempt_at``: after the cool-down, 
 taken again so that a deposit can make the trial call that closes the circuit (refusing until
 the circuit closes would wait forever for a call that never comes).
 
+A retry of a keyed command that was carried out is never refused: while the guard refuses,
+it looks the ``Idempotency-Key`` up, and a stored response goes through to be replayed.
+
 Dining command routes use ``refuse_when_overloaded(...)`` as a guard, or call
 ``await load_shedder.ensure_accepting(db_pool, ...)`` with the ``load_shedder`` dependency
 (``provide_load_shedder``).
@@ -39,6 +42,8 @@ from litestar.types import Guard
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from api.auth import Principal
+from api.idempotency import idempotency_key, idempotency_scope
 from api.problems import TemporarilyUnavailable
 from sql import query
 
@@ -212,13 +217,33 @@ def refuse_when_overloaded(
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         app = connection.app
         depth, age = (max_depth, max_age_seconds) if limits is None else limits(app)
-        await shedder_for(app).ensure_accepting(
-            app.state.db_pool,
-            breaker=breaker,
-            queues=names,
-            max_depth=depth,
-            max_age_seconds=age,
-            retry_after_seconds=retry_after_seconds,
-        )
+        try:
+            await shedder_for(app).ensure_accepting(
+                app.state.db_pool,
+                breaker=breaker,
+                queues=names,
+                max_depth=depth,
+                max_age_seconds=age,
+                retry_after_seconds=retry_after_seconds,
+            )
+        except TemporarilyUnavailable:
+            if not await _answered_before(connection):
+                raise
 
     return guard
+
+
+async def _answered_before(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether the request is the retry of a keyed command that was carried out: its stored
+    response is replayed even while new work is refused (the command runner replays it and
+    does nothing new). Refusing it would tell a client that lost the first answer that
+    nothing was done, when its reservation exists. Only asked while refusing."""
+    key = idempotency_key(connection.headers)
+    principal = connection.scope.get("user")
+    if key is None or not isinstance(principal, Principal):
+        return False
+    method = str(connection.scope.get("method", ""))
+    scope = idempotency_scope(principal.subject, method, connection.url.path)
+    async with connection.app.state.db_pool.connection() as conn:
+        cur = await conn.execute(query("api.idempotency_answered"), {"scope": scope, "key": key})
+        return await cur.fetchone() is not None

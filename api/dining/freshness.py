@@ -16,6 +16,7 @@ import psycopg
 from litestar.datastructures import ResponseHeader
 from litestar.params import QueryParameter
 
+from api.schemas import MAX_BIGINT
 from projections.waiting import wait_for_position_async
 
 STALE_HEADER = "X-Read-Model-Stale"
@@ -25,6 +26,7 @@ MinPosition = Annotated[
     QueryParameter(
         name="min_position",
         ge=1,
+        le=MAX_BIGINT,
         description="A command's `X-Log-Position`: wait (bounded) until this view reflects it",
     ),
 ]

@@ -31,6 +31,7 @@ from api.dining.query_schemas import (
 from api.dining.schemas import RestaurantView
 from api.openapi import problem_responses
 from api.problems import problem
+from api.schemas import MAX_BIGINT, NO_NUL
 from haengbok.settings import Settings
 from projections.dining.customer_reservations import CustomerReservations
 from projections.dining.customer_timeline import CustomerTimeline
@@ -38,7 +39,7 @@ from projections.dining.recommendation_views import RecommendationEntries, Resta
 
 AsyncConn = NamedDependency[psycopg.AsyncConnection[Any]]
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size")]
-Offset = Annotated[int, QueryParameter(ge=0, description="Items to skip")]
+Offset = Annotated[int, QueryParameter(ge=0, le=MAX_BIGINT, description="Items to skip")]
 DINING = "/dining"
 
 _RESERVATIONS = (CustomerReservations().name,)
@@ -58,22 +59,33 @@ def _not_found(what: str, ident: uuid.UUID, fresh: bool) -> Exception:
 
 async def _readable_reservation(
     conn: psycopg.AsyncConnection[Any], principal: Principal, reservation_id: uuid.UUID
-) -> dict[str, Any] | None:
-    """The reservation's row if the caller may read it: its customer, or the restaurant's owner.
+) -> tuple[dict[str, Any] | None, bool]:
+    """The reservation's row if the caller may read it (its customer, or the restaurant's
+    owner), and whether the customer center had projected it.
 
-    Anyone else gets None, exactly as for a reservation that does not exist, so a reservation
-    id reveals nothing about other customers.
+    A reservation requested a moment ago may not be projected yet: its ``Location`` must not
+    answer 404 meanwhile, so the row is then what the reservation context holds itself, and
+    the answer says it is stale. Anyone else gets None, exactly as for a reservation that does
+    not exist, so a reservation id reveals nothing about other customers.
     """
     row = await views.reservation_row(conn, reservation_id)
+    projected = row is not None
     if row is None:
-        return None
+        row = await views.written_reservation_row(conn, reservation_id)
+    if row is None or not await _may_read(conn, principal, row):
+        return None, projected
+    return row, projected
+
+
+async def _may_read(
+    conn: psycopg.AsyncConnection[Any], principal: Principal, row: dict[str, Any]
+) -> bool:
     if Role.CUSTOMER in principal.roles and row["customer"] == principal.subject:
-        return row
+        return True
     if Role.RESTAURANT_OWNER in principal.roles and row["restaurant_id"] is not None:
         restaurant = await services.get_restaurant(conn, row["restaurant_id"])
-        if restaurant is not None and restaurant.owner == principal.subject:
-            return row
-    return None
+        return restaurant is not None and restaurant.owner == principal.subject
+    return False
 
 
 class RestaurantQueries(Controller):
@@ -86,7 +98,9 @@ class RestaurantQueries(Controller):
     async def list_restaurants(
         self,
         db_conn: AsyncConn,
-        cuisine: Annotated[str | None, QueryParameter(description="Only this cuisine")] = None,
+        cuisine: Annotated[
+            str | None, QueryParameter(description="Only this cuisine", pattern=NO_NUL)
+        ] = None,
         limit: Limit = 20,
         offset: Offset = 0,
         min_position: MinPosition = None,
@@ -149,10 +163,10 @@ class ReservationQueries(Controller):
         fresh = await caught_up(
             db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
         )
-        row = await _readable_reservation(db_conn, principal, reservation_id)
+        row, projected = await _readable_reservation(db_conn, principal, reservation_id)
         if row is None:
             raise _not_found("reservation", reservation_id, fresh)
-        return Response(views.reservation_view(row), headers=stale_headers(fresh))
+        return Response(views.reservation_view(row), headers=stale_headers(fresh and projected))
 
     @get(
         "/{reservation_id:uuid}/deposit",
@@ -173,10 +187,10 @@ class ReservationQueries(Controller):
         fresh = await caught_up(
             db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
         )
-        row = await _readable_reservation(db_conn, principal, reservation_id)
+        row, projected = await _readable_reservation(db_conn, principal, reservation_id)
         if row is None:
             raise _not_found("reservation", reservation_id, fresh)
-        return Response(views.deposit_of(row), headers=stale_headers(fresh))
+        return Response(views.deposit_of(row), headers=stale_headers(fresh and projected))
 
 
 class CustomerCenter(Controller):
@@ -225,7 +239,8 @@ class CustomerCenter(Controller):
             uuid.UUID | None, QueryParameter(description="Only this reservation of mine")
         ] = None,
         after: Annotated[
-            int, QueryParameter(ge=0, description="Entries after this log position")
+            int,
+            QueryParameter(ge=0, le=MAX_BIGINT, description="Entries after this log position"),
         ] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size")] = 100,
         min_position: MinPosition = None,

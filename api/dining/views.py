@@ -108,6 +108,15 @@ async def reservation_row(conn: AsyncConn, reservation_id: uuid.UUID) -> dict[st
     return rows[0] if rows else None
 
 
+async def written_reservation_row(
+    conn: AsyncConn, reservation_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """A reservation the customer center has not projected yet, as the reservation context
+    holds it, in the read model's columns (the other contexts' parts are None)."""
+    rows = await _rows(conn, "dining_read.reservation_written", reservation_id=reservation_id)
+    return rows[0] if rows else None
+
+
 async def customer_reservations(
     conn: AsyncConn, customer: str, *, limit: int, offset: int
 ) -> ReservationPage:

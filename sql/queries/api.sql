@@ -17,6 +17,12 @@ SELECT request_hash, status_code, response_body, response_headers
 FROM ops.idempotency
 WHERE scope = %(scope)s AND key = %(key)s
 
+-- name: idempotency_answered
+-- Whether a keyed command was carried out and its response stored (load shedding lets its
+-- retries through to be replayed).
+SELECT 1 FROM ops.idempotency
+WHERE scope = %(scope)s AND key = %(key)s AND status_code IS NOT NULL
+
 -- name: idempotency_store
 UPDATE ops.idempotency
 SET status_code = %(status_code)s,

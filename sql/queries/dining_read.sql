@@ -8,6 +8,21 @@ SELECT reservation_id, customer, restaurant_id, restaurant_name, reserved_date, 
 FROM customer_center.reservation
 WHERE reservation_id = %(reservation_id)s
 
+-- name: reservation_written
+-- A reservation the customer center has not projected yet (it was just requested): what the
+-- reservation context itself holds, in the read model's columns; what the other contexts
+-- decided is not known here (NULL).
+SELECT reservation_id, customer, restaurant_id, restaurant_name, date AS reserved_date, slot,
+       party_size, deposit_amount, status, status_reason AS reject_reason,
+       NULL::text AS deposit_status, NULL::text AS deposit_reason,
+       NULL::timestamptz AS deposit_updated_at, NULL::text AS booking_status,
+       NULL::text AS booking_reason, NULL::text AS recommendation_status,
+       NULL::integer AS rating_score, NULL::text AS rating_comment,
+       NULL::timestamptz AS rated_at, requested_at, updated_at,
+       NULL::bigint AS last_global_position
+FROM reservation.reservation
+WHERE reservation_id = %(reservation_id)s
+
 -- name: customer_reservations
 -- Newest first: the (customer, requested_at DESC NULLS LAST) index, ties by id.
 SELECT reservation_id, customer, restaurant_id, restaurant_name, reserved_date, slot,

@@ -208,6 +208,34 @@ class TestOverloadedDeposit:
         assert 1 <= int(response.headers["retry-after"]) <= 30
         assert _reservations(database_url) == 0
 
+    def test_the_retry_of_a_keyed_reservation_made_before_is_replayed_not_refused(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        # A client lost the answer to its reservation, and the circuit opened before it retried:
+        # the retry must say the reservation exists, not that nothing was done.
+        body = reservation_body(restaurant["restaurant_id"])
+        keyed = {**customer(settings), "Idempotency-Key": "lost-answer"}
+        first = client.post("/dining/reservations", json=body, headers=keyed)
+        assert first.status_code == 202, first.text
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "INSERT INTO ops.circuit_breaker (name, state, opened_at, next_attempt_at)"
+                " VALUES ('payments', 'OPEN', now(), now() + interval '30 seconds')"
+            )
+
+        with _client_with(settings) as later:  # a shedder that has not cached the closed state
+            retried = later.post("/dining/reservations", json=body, headers=keyed)
+            new_key = {**customer(settings), "Idempotency-Key": "a-new-one"}
+            refused = later.post("/dining/reservations", json=body, headers=new_key)
+            unkeyed = later.post("/dining/reservations", json=body, headers=customer(settings))
+
+        assert retried.status_code == 202, retried.text
+        assert retried.json() == first.json()
+        assert retried.headers["idempotent-replayed"] == "true"
+        assert_problem(refused, 503)
+        assert_problem(unkeyed, 503)
+        assert _reservations(database_url) == 1
+
 
 def _fill(database_url: str, queue: str, messages: int, *, age_seconds: float = 0.0) -> None:
     """``messages`` messages in ``queue``, enqueued ``age_seconds`` ago."""
