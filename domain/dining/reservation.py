@@ -25,6 +25,8 @@ from domain.dining.messages import (
 from domain.dining.restaurant import Restaurant, slot_starts_at
 
 MAX_COMMENT_LENGTH = 500
+# How far ahead a table can be booked: a deposit is taken at once, so not for any date at all.
+BOOKING_HORIZON = dt.timedelta(days=365)
 
 
 class ReservationStatus(StrEnum):
@@ -81,7 +83,8 @@ class Reservation:
         party_size: int,
         now: dt.datetime,
     ) -> tuple[Reservation, ReservationRequested]:
-        """A PENDING reservation for a slot the restaurant offers, in the future."""
+        """A PENDING reservation for a slot the restaurant offers, in the future and within
+        the booking horizon (a deposit is not taken for the year 9999)."""
         if not restaurant.offers(slot):
             raise ReservationNotPossible(
                 f"{restaurant.name} has no {slot} slot; it offers {', '.join(restaurant.slots)}"
@@ -92,6 +95,10 @@ class Reservation:
             )
         if slot_starts_at(date, slot) <= now:
             raise ReservationNotPossible(f"{date} {slot} has already begun")
+        if slot_starts_at(date, slot) > now + BOOKING_HORIZON:
+            raise ReservationNotPossible(
+                f"reservations open {BOOKING_HORIZON.days} days ahead at most; {date} is later"
+            )
         reservation = cls(
             reservation_id,
             customer,

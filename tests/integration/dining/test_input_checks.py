@@ -133,3 +133,16 @@ class TestNulCharacters:
     def test_a_nul_in_a_list_of_texts_is_a_400(self, client: Client, settings: Settings) -> None:
         raw = json.dumps({**restaurant_body(), "slots": ["18:00\u0000"]}).encode()
         assert_problem(_post_raw(client, "/dining/restaurants", raw, owner(settings)), 400)
+
+
+class TestBookingHorizon:
+    def test_a_date_beyond_a_year_ahead_is_refused_and_nothing_is_written(
+        self, client: Client, settings: Settings, database_url: str, restaurant: dict[str, Any]
+    ) -> None:
+        body = reservation_body(restaurant["restaurant_id"], date="9999-12-31")
+
+        response = client.post("/dining/reservations", json=body, headers=customer(settings))
+
+        problem = assert_problem(response, 422)
+        assert "365 days ahead" in problem["detail"]
+        assert count_rows(database_url, "reservation.reservation") == 0

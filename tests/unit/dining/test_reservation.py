@@ -16,7 +16,12 @@ from domain.dining.messages import (
     ReservationRejected,
     VisitRecorded,
 )
-from domain.dining.reservation import Reservation, ReservationStatus, VisitOutcome
+from domain.dining.reservation import (
+    BOOKING_HORIZON,
+    Reservation,
+    ReservationStatus,
+    VisitOutcome,
+)
 from domain.dining.restaurant import Restaurant, slot_starts_at
 
 S = ReservationStatus
@@ -70,6 +75,23 @@ class TestRequest:
     ) -> None:
         with pytest.raises(ReservationNotPossible, match=says):
             Reservation.request(uuid.uuid4(), "alice", restaurant(), DAY, slot, party, now)
+
+    def test_a_table_is_booked_a_year_ahead_at_most(self) -> None:
+        # A deposit is taken at once: not for the year 9999.
+        a_year = BOOKING_HORIZON
+        just_in = Reservation.request(
+            uuid.uuid4(),
+            "alice",
+            restaurant(),
+            DAY,
+            "19:00",
+            2,
+            slot_starts_at(DAY, "19:00") - a_year,
+        )
+        assert just_in[0].status is ReservationStatus.PENDING
+        too_early = slot_starts_at(DAY, "19:00") - a_year - dt.timedelta(minutes=1)
+        with pytest.raises(ReservationNotPossible, match="365 days ahead at most"):
+            Reservation.request(uuid.uuid4(), "alice", restaurant(), DAY, "19:00", 2, too_early)
 
 
 class TestSagaTransitions:
