@@ -196,6 +196,8 @@ class CommandRunner:
         if wait is not None and settled is not None:
             settled_response = await self._wait_until_settled(stored, settled, wait)
             if settled_response is not None:
+                if replayed:
+                    settled_response.headers["Idempotent-Replayed"] = "true"
                 return settled_response
         headers = dict(stored.headers)
         if replayed:

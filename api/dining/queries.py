@@ -52,8 +52,13 @@ async def _provide_rating_prior(settings: NamedDependency[Settings]) -> views.Ra
 
 
 def _not_found(what: str, ident: uuid.UUID, fresh: bool) -> Exception:
+    """The same problem type and title as the commands' (``api.dining.problems``)."""
     return problem(
-        404, f"{what}-not-found", detail=f"No {what} {ident}.", headers=stale_headers(fresh)
+        404,
+        f"dining-{what}-not-found",
+        title=f"{what.capitalize()} not found",
+        detail=f"No {what} {ident}.",
+        headers=stale_headers(fresh),
     )
 
 

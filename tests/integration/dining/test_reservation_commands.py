@@ -358,7 +358,10 @@ class TestCancel:
         unknown = client.post(
             f"/dining/reservations/{uuid.uuid4()}/cancel", headers=customer(settings)
         )
-        assert_problem(unknown, 404)
+        problem = assert_problem(unknown, 404)
+        # The query side answers an unknown reservation with the same type and title.
+        assert problem["type"] == "urn:haengbok:problem:dining-reservation-not-found"
+        assert problem["title"] == "Reservation not found"
 
     def test_owners_do_not_cancel_for_customers(
         self, client: Client, settings: Settings, restaurant: dict[str, Any]

@@ -53,6 +53,28 @@ def confirmed(client: Client, settings: Settings, url: str, restaurant: dict[str
 
 
 class TestConfirmed:
+    def test_a_keyed_retry_that_waits_says_it_was_replayed(
+        self,
+        client: Client,
+        settings: Settings,
+        database_url: str,
+        workers: Workers,
+        provider: FakePaymentProvider,
+        restaurant: dict[str, Any],
+    ) -> None:
+        workers.start()
+        body = reservation_body(restaurant["restaurant_id"])
+        headers = {**customer(settings), "Prefer": "wait=5", "Idempotency-Key": "k-1"}
+
+        first = client.post("/dining/reservations", json=body, headers=headers)
+        again = client.post("/dining/reservations", json=body, headers=headers)
+
+        assert (first.status_code, again.status_code) == (200, 200), again.text
+        assert "idempotent-replayed" not in first.headers
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json() and again.json()["status"] == "CONFIRMED"
+        assert provider.charge_count() == 1
+
     def test_a_paid_registered_and_seated_reservation_is_confirmed(
         self,
         client: Client,

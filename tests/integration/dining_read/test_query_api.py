@@ -134,6 +134,11 @@ class TestOneReservation:
                 path.replace(str(rid), str(uuid.uuid4())), headers=_as(settings, "bob")
             )
             assert assert_problem(theirs, 404)["type"] == assert_problem(missing, 404)["type"]
+            # The commands' type and title for an unknown reservation (api.dining.problems).
+            assert assert_problem(missing, 404)["type"] == (
+                "urn:haengbok:problem:dining-reservation-not-found"
+            )
+            assert assert_problem(missing, 404)["title"] == "Reservation not found"
 
     def test_the_restaurants_owner_reads_it_and_another_owner_does_not(
         self, client: Client, settings: Settings, world: dict[str, Any]
