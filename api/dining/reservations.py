@@ -131,10 +131,10 @@ async def _customers(
 
 
 async def _save(
-    conn: psycopg.AsyncConnection[Any], ctx: MessageContext, r: Reservation, event: Event
+    conn: psycopg.AsyncConnection[Any], ctx: MessageContext, r: Reservation, *events: Event
 ) -> Changed:
     await conn.execute(query("dining.save_reservation_status"), _status(r))
-    return r, await record(conn, ctx, [event])
+    return r, await record(conn, ctx, list(events))
 
 
 async def cancel_reservation(
@@ -165,7 +165,13 @@ async def record_visit(
     if row is None or restaurant is None or restaurant.owner != owner:
         raise ReservationNotFound(f"none of your restaurants has a reservation {reservation_id}")
     reservation = reservation_from_row(row)
-    return await _save(conn, ctx, reservation, reservation.record_visit(outcome, now))
+    visited = reservation.record_visit(outcome, now)
+    if outcome is not VisitOutcome.NO_SHOW or not reservation.rated:
+        return await _save(conn, ctx, reservation, visited)
+    # The party never came: a rating given once the slot had begun no longer counts.
+    rating = await one_async(conn, "dining.get_rating", reservation_id=reservation_id)
+    withdrawn = [] if rating is None else [reservation.withdraw_rating(int(rating["score"]))]
+    return await _save(conn, ctx, reservation, visited, *withdrawn)
 
 
 async def rate_reservation(

@@ -211,6 +211,20 @@ class ReservationRated(Event):
         return f"reservation-{self.reservation_id}"
 
 
+@dataclass(frozen=True)
+class RatingWithdrawn(Event):
+    """A rated reservation was then marked a no-show: its rating no longer counts for the
+    restaurant (the party never came)."""
+
+    TYPE = "reservation.RatingWithdrawn"
+    reservation_id: uuid.UUID
+    restaurant_id: uuid.UUID
+    score: int
+
+    def stream(self) -> str:
+        return f"reservation-{self.reservation_id}"
+
+
 # -- deposit ---------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from domain.dining.errors import AlreadyRated, IllegalTransition, ReservationNotPossible
 from domain.dining.messages import (
+    RatingWithdrawn,
     ReservationCancelled,
     ReservationConfirmed,
     ReservationDepositPaid,
@@ -157,6 +158,12 @@ class Reservation:
             raise IllegalTransition(f"the visit cannot be recorded before {self.starts_at}")
         self._move({S.CONFIRMED}, S(outcome.value))
         return VisitRecorded(self.reservation_id, self.restaurant_id, outcome.value)
+
+    def withdraw_rating(self, score: int) -> RatingWithdrawn:
+        """A no-show's rating (``score``, given once the slot had begun) stops counting."""
+        if self.status is not S.NO_SHOW or not self.rated:
+            raise IllegalTransition("a rating is withdrawn from a rated no-show only")
+        return RatingWithdrawn(self.reservation_id, self.restaurant_id, score)
 
     def rate(self, score: int, comment: str | None, now: dt.datetime) -> ReservationRated:
         """The customer rates a visit once: a COMPLETED one, or a CONFIRMED one whose slot has

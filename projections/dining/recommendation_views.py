@@ -2,7 +2,8 @@
 
 Two projectors, one table each (a projector owns one table so it can be rebuilt alone):
 ``recommendation.restaurant_rating`` keeps per restaurant the count and sum of the scores of
-``ReservationRated`` (the catalogue name from ``RestaurantRegistered``), and
+``ReservationRated``, less those a ``RatingWithdrawn`` took out (a rated reservation that was
+then marked a no-show), with the catalogue name from ``RestaurantRegistered``; and
 ``recommendation.entry_activity`` keeps each reservation's entry as registered, rejected or
 deleted. The ranking query joins them (``sql/queries/dining_read.sql``).
 """
@@ -20,6 +21,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from domain.dining.messages import (
+    RatingWithdrawn,
     RecommendationEntryDeleted,
     RecommendationEntryRegistered,
     RecommendationEntryRejected,
@@ -53,6 +55,9 @@ def rating_statement(envelope: Envelope) -> Statement:
     if isinstance(message, ReservationRated):
         params = {"restaurant_id": message.restaurant_id, "score": message.score}
         return f"{_BLOCKS}.add_rating", {**params, **when}
+    if isinstance(message, RatingWithdrawn):
+        params = {"restaurant_id": message.restaurant_id, "score": message.score}
+        return f"{_BLOCKS}.remove_rating", {**params, **when}
     raise TypeError(f"restaurant ratings do not handle {type(message).__name__}")
 
 
@@ -121,7 +126,9 @@ class RestaurantRatings:
 
     name: str = "dining_restaurant_ratings"
     table: Table = RESTAURANT_RATINGS
-    message_types: frozenset[str] = field(default=types_of(RestaurantRegistered, ReservationRated))
+    message_types: frozenset[str] = field(
+        default=types_of(RestaurantRegistered, ReservationRated, RatingWithdrawn)
+    )
 
     def create_table(self, conn: psycopg.Connection[Any], table: sql.Identifier) -> None:
         """Create the table (migration 0004 runs the same block)."""
@@ -130,7 +137,8 @@ class RestaurantRatings:
     def apply(
         self, conn: psycopg.Connection[Any], envelopes: Sequence[Envelope], table: sql.Identifier
     ) -> None:
-        """Name restaurants and add each rating to its restaurant's count and sum."""
+        """Name restaurants, add each rating to its restaurant's count and sum, and take a
+        withdrawn one (a no-show's) out again."""
         execute_in_order(conn, table, [rating_statement(e) for e in envelopes])
 
 

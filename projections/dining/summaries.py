@@ -41,6 +41,8 @@ def summary(message: Message) -> str:
         case m.ReservationRated():
             said = f": {message.comment}" if message.comment else ""
             return f"Rated {message.score}/5{said}"
+        case m.RatingWithdrawn():
+            return f"Rating of {message.score}/5 withdrawn: marked as a no-show"
         case m.TakeDeposit():
             return f"Deposit of {_krw(message.amount)} requested"
         case m.DepositPaid():

@@ -136,6 +136,9 @@ UPDATE reservation.reservation
 SET status = %(status)s, status_reason = %(status_reason)s, updated_at = now()
 WHERE reservation_id = %(reservation_id)s
 
+-- name: get_rating
+SELECT score, comment, rated_at FROM reservation.rating WHERE reservation_id = %(reservation_id)s
+
 -- name: insert_rating
 INSERT INTO reservation.rating (reservation_id, score, comment)
 VALUES (%(reservation_id)s, %(score)s, %(comment)s)

@@ -40,6 +40,16 @@ SET rating_count = r.rating_count + 1,
     updated_at = greatest(r.updated_at, excluded.updated_at),
     last_global_position = greatest(r.last_global_position, excluded.last_global_position)
 
+-- name: remove_rating
+-- A withdrawn rating (a no-show's) always follows its ReservationRated in the log, so the row
+-- exists and holds it; this takes it out again.
+UPDATE {table} AS r
+SET rating_count = r.rating_count - 1,
+    rating_sum = r.rating_sum - %(score)s,
+    updated_at = greatest(r.updated_at, %(occurred_at)s),
+    last_global_position = greatest(r.last_global_position, %(global_position)s)
+WHERE r.restaurant_id = %(restaurant_id)s
+
 -- name: create_entry_activity_table
 -- One row per reservation's recommendation entry. Only the registration names the restaurant
 -- (a deletion does not), so active entries are counted from here rather than kept as a

@@ -360,3 +360,39 @@ class TestVisit:
         assert assert_problem(second, 409)["type"] == "urn:haengbok:problem:dining-already-rated"
         assert events(database_url, rid).count("ReservationRated") == 1
         assert deposit_status(database_url, rid) == "PAID"  # a visit keeps the deposit as is
+
+    def test_a_rating_given_before_a_no_show_is_withdrawn(
+        self,
+        client: Client,
+        settings: Settings,
+        database_url: str,
+        workers: Workers,
+        restaurant: dict[str, Any],
+        clock: MovableClock,
+    ) -> None:
+        workers.start()
+        rid = confirmed(client, settings, database_url, restaurant)
+        clock.advance(dt.timedelta(days=2))
+        rated = client.post(
+            f"/dining/reservations/{rid}/rating", json={"score": 4}, headers=customer(settings)
+        )
+        assert rated.status_code == 202, rated.text
+
+        visit = client.post(
+            f"/dining/reservations/{rid}/visit",
+            json={"outcome": "NO_SHOW"},
+            headers=owner(settings),
+        )
+
+        assert visit.status_code == 202, visit.text
+        happened = events(database_url, rid)
+        assert happened.index("VisitRecorded") < happened.index("RatingWithdrawn")
+        with psycopg.connect(database_url) as conn:
+            (payload,) = conn.execute(
+                "SELECT payload FROM outbox.event WHERE type = 'reservation.RatingWithdrawn'"
+                " AND stream = %s",
+                [f"reservation-{rid}"],
+            ).fetchone() or (None,)
+        assert payload["score"] == 4
+        assert payload["restaurant_id"] == restaurant["restaurant_id"]
+        wait_until(lambda: deposit_status(database_url, rid) == "FORFEITED")

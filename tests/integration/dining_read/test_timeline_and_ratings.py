@@ -84,6 +84,22 @@ class TestRatingsAndEntries:
 
         assert _rating(database_url, place) == ("Mokpo House", 3, 12)
 
+    def test_a_withdrawn_rating_no_longer_counts(self, database_url: str) -> None:
+        # A rated reservation that was then marked a no-show (the party never came).
+        place = uuid.uuid4()
+        record(database_url, restaurant(place, "Mokpo House"))
+        came, stayed_away = Booking(restaurant_id=place), Booking(restaurant_id=place)
+        record(database_url, came.rated(3), stayed_away.rated(5))
+        catch_up(database_url, [RestaurantRatings()])
+        assert _rating(database_url, place) == ("Mokpo House", 2, 8)
+
+        record(database_url, m.RatingWithdrawn(stayed_away.reservation_id, place, 5))
+        catch_up(database_url, [RestaurantRatings(), CustomerTimeline()])
+
+        assert _rating(database_url, place) == ("Mokpo House", 1, 3)
+        [entry] = _timeline(database_url, stayed_away.reservation_id)[-1:]
+        assert entry["summary"] == "Rating of 5/5 withdrawn: marked as a no-show"
+
     def test_a_rating_before_the_catalogue_entry_is_kept_and_named_later(
         self, database_url: str
     ) -> None:

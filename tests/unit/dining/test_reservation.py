@@ -9,6 +9,7 @@ import pytest
 
 from domain.dining.errors import AlreadyRated, IllegalTransition, ReservationNotPossible
 from domain.dining.messages import (
+    RatingWithdrawn,
     ReservationCancelled,
     ReservationConfirmed,
     ReservationDepositPaid,
@@ -172,6 +173,18 @@ class TestRating:
     def test_nothing_else_is_rated(self, status: S) -> None:
         with pytest.raises(IllegalTransition):
             reservation(status).rate(3, None, DURING)
+
+    def test_a_no_shows_rating_is_withdrawn_and_no_other(self) -> None:
+        r = reservation(S.CONFIRMED)
+        r.rate(4, None, DURING)
+        with pytest.raises(IllegalTransition, match="rated no-show"):
+            r.withdraw_rating(4)  # still CONFIRMED
+        r.record_visit(VisitOutcome.NO_SHOW, DURING)
+        assert r.withdraw_rating(4) == RatingWithdrawn(r.reservation_id, r.restaurant_id, 4)
+        unrated = reservation(S.CONFIRMED)
+        unrated.record_visit(VisitOutcome.NO_SHOW, DURING)
+        with pytest.raises(IllegalTransition):
+            unrated.withdraw_rating(4)
 
     @pytest.mark.parametrize(("score", "comment"), [(0, None), (6, None), (3, "x" * 501)])
     def test_score_and_comment_are_bounded(self, score: int, comment: str | None) -> None:
