@@ -16,7 +16,7 @@ from litestar import Controller, Litestar, Response, Router, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from api.auth import Role, all_of, requires_roles
+from api.auth import Principal, Role, all_of, requires_roles
 from api.commands import CommandResult, CommandRunner, Resource
 from api.dining import reservations
 from api.dining.restaurant_cache import RestaurantCache
@@ -34,6 +34,7 @@ from api.dining.schemas import (
 from api.dining.services import get_reservation
 from api.dining.subscribers import DEPOSIT, RECOMMENDATION, SAGA, reservation_saga
 from api.openapi import COMMAND_RESPONSE_HEADERS, command_responses, problem_responses
+from api.problems import problem
 from api.shedding import QueueLimits, refuse_when_overloaded
 from domain.dining.clock import Clock, utc_now
 from domain.dining.reservation import SETTLED, Reservation, VisitOutcome
@@ -123,7 +124,7 @@ class RestaurantCommands(Controller):
 
     path = "/restaurants"
     tags = ["dining"]
-    guards = [requires_roles(Role.RESTAURANT_OWNER)]
+    guards = [requires_roles(Role.RESTAURANT_OWNER, Role.OPS)]
 
     @post(
         "/",
@@ -137,13 +138,15 @@ class RestaurantCommands(Controller):
         data: JSONBody[RestaurantCreate],
         command_runner: NamedDependency[CommandRunner],
     ) -> Response[RestaurantView]:
-        """Register a restaurant owned by the caller: its slots, seats and deposit."""
+        """Register a restaurant: its slots, seats and deposit. An owner registers their own;
+        an admin (ops) registers one for the owner named in ``owner``."""
+        owner = _registering_owner(command_runner.principal, data.owner)
 
         async def handle(conn: Conn, ctx: MessageContext) -> CommandResult:
             restaurant, appended = await register_restaurant(
                 conn,
                 ctx,
-                owner=command_runner.principal.subject,
+                owner=owner,
                 name=data.name,
                 cuisine=data.cuisine,
                 slots=data.slots,
@@ -154,6 +157,24 @@ class RestaurantCommands(Controller):
             return CommandResult(view, f"{DINING}/restaurants/{restaurant.restaurant_id}", appended)
 
         return await command_runner.run(handle)
+
+
+def _registering_owner(principal: Principal, named: str | None) -> str:
+    """Whose restaurant a registration makes: the caller's own, or (for ops) the named owner's."""
+    if Role.OPS in principal.roles and named is not None:
+        return named
+    if Role.RESTAURANT_OWNER in principal.roles and named in (None, principal.subject):
+        return principal.subject
+    if Role.RESTAURANT_OWNER in principal.roles:
+        raise problem(
+            403, "dining-not-your-restaurant", detail="An owner registers their own restaurants."
+        )
+    raise problem(
+        422,
+        "dining-owner-required",
+        title="Owner required",
+        detail="An admin registers a restaurant for an owner: name them in `owner`.",
+    )
 
 
 class ReservationCommands(Controller):

@@ -22,6 +22,18 @@ class RestaurantCreate(Command):
     slots: Annotated[list[Slot], msgspec.Meta(min_length=1, max_length=MAX_SLOTS)]
     capacity_per_slot: Annotated[int, msgspec.Meta(ge=1, le=1000, description="Seats per slot")]
     deposit_amount: Krw
+    owner: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=200,
+                description="Only when an admin (ops) registers it for an owner: the owner's "
+                "subject. An owner registers their own restaurants and leaves it out.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class RestaurantView(msgspec.Struct, kw_only=True):

@@ -122,3 +122,56 @@ class TestWhoMayRegister:
             "/dining/restaurants", json=restaurant_body(), headers=bearer(settings, Role.ANALYST)
         )
         assert_problem(response, 403)
+
+
+class TestAnAdminRegisters:
+    """The issue's "owners (or admins)": an ops token registers a restaurant for a named
+    owner, who then owns it; an owner registers only their own."""
+
+    def test_ops_registers_a_restaurant_for_the_owner_it_names(
+        self, client: Client, settings: Settings, database_url: str
+    ) -> None:
+        from api.auth import Role
+
+        response = client.post(
+            "/dining/restaurants",
+            json=restaurant_body(owner="park"),
+            headers=bearer(settings, Role.OPS, subject="admin-lee"),
+        )
+
+        assert response.status_code == 202, response.text
+        assert response.json()["owner"] == "park"
+        with psycopg.connect(database_url) as conn:
+            event = conn.execute(
+                "SELECT payload->>'owner', actor FROM outbox.event"
+                " WHERE type = 'restaurant.RestaurantRegistered'"
+            ).fetchone()
+        # The owner owns it; the log says who registered it.
+        assert event == ("park", "admin-lee")
+
+    def test_ops_must_name_the_owner(
+        self, client: Client, settings: Settings, database_url: str
+    ) -> None:
+        from api.auth import Role
+
+        response = client.post(
+            "/dining/restaurants", json=restaurant_body(), headers=bearer(settings, Role.OPS)
+        )
+        assert "owner" in assert_problem(response, 422)["detail"]
+        _nothing_written(database_url)
+
+    def test_an_owner_may_not_register_for_someone_else(
+        self, client: Client, settings: Settings, database_url: str
+    ) -> None:
+        response = client.post(
+            "/dining/restaurants", json=restaurant_body(owner="park"), headers=owner(settings)
+        )
+        assert_problem(response, 403)
+        _nothing_written(database_url)
+
+    def test_an_owner_may_name_themselves(self, client: Client, settings: Settings) -> None:
+        response = client.post(
+            "/dining/restaurants", json=restaurant_body(owner="kim"), headers=owner(settings)
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["owner"] == "kim"
