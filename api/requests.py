@@ -20,7 +20,6 @@ from typing import Any
 import msgspec
 from litestar import Request
 from litestar.exceptions import ValidationException
-from litestar.types import Empty
 
 from api.problems import problem
 
@@ -32,18 +31,18 @@ class StrictJsonRequest(Request[Any, Any, Any]):
     """``Litestar(request_class=StrictJsonRequest)``: see the module docstring."""
 
     async def json(self) -> Any:
-        if self._json is Empty and self._connection_state.json is Empty:
-            body = await self.body()
-            if body:
-                _require_json_media_type(self.headers.get("content-type"))
-                shape = _body_struct(self)
-                if shape is not None:
-                    try:
-                        msgspec.json.decode(body, type=shape)
-                    except msgspec.ValidationError as exc:
-                        raise _invalid_body(self, exc) from None
-                    except msgspec.DecodeError:
-                        pass  # not JSON at all: Litestar's own decoding answers that 400
+        # Checked on every call (a handler may ask twice): it costs a few microseconds.
+        body = await self.body()
+        if body:
+            _require_json_media_type(self.headers.get("content-type"))
+            shape = _body_struct(self)
+            if shape is not None:
+                try:
+                    msgspec.json.decode(body, type=shape)
+                except msgspec.ValidationError as exc:
+                    raise _invalid_body(self, exc) from None
+                except msgspec.DecodeError:
+                    pass  # not JSON at all: Litestar's own decoding answers that 400
         return await super().json()
 
 
