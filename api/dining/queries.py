@@ -282,6 +282,7 @@ class RecommendationQueries(Controller):
         settings: NamedDependency[Settings],
         rating_prior: NamedDependency[views.RatingPrior],
         limit: Annotated[int, QueryParameter(ge=1, le=100, description="Top this many")] = 10,
+        offset: Offset = 0,
         min_position: MinPosition = None,
     ) -> Response[RecommendationList]:
         """Restaurants by Bayesian average rating, (C*m + sum) / (C + count): C imaginary
@@ -289,7 +290,7 @@ class RecommendationQueries(Controller):
         fresh = await caught_up(
             db_conn, _RECOMMENDATIONS, min_position, settings.read_wait_max_seconds
         )
-        items = await views.ranking(db_conn, rating_prior, limit=limit)
+        items = await views.ranking(db_conn, rating_prior, limit=limit, offset=offset)
         body = RecommendationList(
             prior_mean=rating_prior.mean, prior_weight=rating_prior.weight, items=items
         )

@@ -13,12 +13,17 @@ from domain.dining.reservation import MAX_COMMENT_LENGTH, Reservation
 from domain.dining.restaurant import MAX_SLOTS, SLOT_PATTERN, Restaurant
 
 Slot = Annotated[str, msgspec.Meta(pattern=SLOT_PATTERN, examples=["19:00"])]
+# Names shown to other people hold no control characters and no bidirectional overrides
+# (U+202A-U+202E, U+2066-U+2069), which can make a name display as something it is not.
+_NAME_PATTERN = "^[^\\x00-\\x1f\\x7f\\u202a-\\u202e\\u2066-\\u2069]*$"
+# A comment may break lines (and tab); the rest as for names.
+_COMMENT_PATTERN = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\\u202a-\\u202e\\u2066-\\u2069]*$"
 Krw = Annotated[int, msgspec.Meta(gt=0, le=10_000_000, description="Whole KRW")]
 
 
 class RestaurantCreate(Command):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    cuisine: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NAME_PATTERN)]
+    cuisine: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_NAME_PATTERN)]
     slots: Annotated[list[Slot], msgspec.Meta(min_length=1, max_length=MAX_SLOTS)]
     capacity_per_slot: Annotated[int, msgspec.Meta(ge=1, le=1000, description="Seats per slot")]
     deposit_amount: Krw
@@ -28,6 +33,7 @@ class RestaurantCreate(Command):
             msgspec.Meta(
                 min_length=1,
                 max_length=200,
+                pattern=_NAME_PATTERN,
                 description="Only when an admin (ops) registers it for an owner: the owner's "
                 "subject. An owner registers their own restaurants and leaves it out.",
             ),
@@ -103,7 +109,9 @@ class VisitCreate(Command):
 
 class RatingCreate(Command):
     score: Annotated[int, msgspec.Meta(ge=1, le=5)]
-    comment: Annotated[str, msgspec.Meta(max_length=MAX_COMMENT_LENGTH)] | None = None
+    comment: (
+        Annotated[str, msgspec.Meta(max_length=MAX_COMMENT_LENGTH, pattern=_COMMENT_PATTERN)] | None
+    ) = None
 
 
 class RatingView(msgspec.Struct, kw_only=True):

@@ -161,14 +161,18 @@ async def customer_timeline(
     return TimelinePage(items=items, next_after=items[-1].log_position if more else None)
 
 
-async def ranking(conn: AsyncConn, prior: RatingPrior, *, limit: int) -> list[RestaurantRanking]:
-    """Restaurants by Bayesian average rating (ties: more ratings first)."""
+async def ranking(
+    conn: AsyncConn, prior: RatingPrior, *, limit: int, offset: int = 0
+) -> list[RestaurantRanking]:
+    """Restaurants by Bayesian average rating (ties: more ratings first), from rank
+    ``offset + 1``."""
     rows = await _rows(
         conn,
         "dining_read.ranking",
         prior_mean=prior.mean,
         prior_weight=prior.weight,
         limit=limit,
+        offset=offset,
     )
     return [
         RestaurantRanking(
@@ -181,5 +185,5 @@ async def ranking(conn: AsyncConn, prior: RatingPrior, *, limit: int) -> list[Re
             bayesian_average=r["bayesian_average"],
             active_entries=r["active_entries"],
         )
-        for rank, r in enumerate(rows, start=1)
+        for rank, r in enumerate(rows, start=offset + 1)
     ]

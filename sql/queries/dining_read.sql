@@ -66,5 +66,5 @@ SELECT restaurant_id, r.restaurant_name, r.cuisine,
 FROM recommendation.restaurant_rating r
 FULL JOIN active a USING (restaurant_id)
 ORDER BY bayesian_average DESC, rating_count DESC, restaurant_id
-LIMIT %(limit)s
+LIMIT %(limit)s OFFSET %(offset)s
 

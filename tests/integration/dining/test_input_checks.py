@@ -127,8 +127,8 @@ class TestNulCharacters:
 
         response = _post_raw(client, "/dining/restaurants", raw, owner(settings))
 
-        problem = assert_problem(response, 400)
-        assert "NUL" in json.dumps(problem)
+        [error] = assert_problem(response, 400)["errors"]
+        assert error["key"] == "name"  # refused by the name's pattern (no control characters)
 
     def test_a_nul_in_a_list_of_texts_is_a_400(self, client: Client, settings: Settings) -> None:
         raw = json.dumps({**restaurant_body(), "slots": ["18:00\u0000"]}).encode()
@@ -146,3 +146,25 @@ class TestBookingHorizon:
         problem = assert_problem(response, 422)
         assert "365 days ahead" in problem["detail"]
         assert count_rows(database_url, "reservation.reservation") == 0
+
+
+class TestTextThatDisplaysAsSomethingElse:
+    @pytest.mark.parametrize("name", ["Kimchi\u202eesuoH", "Kimchi\nHouse", "Kim\x07chi"])
+    def test_control_characters_and_bidi_overrides_in_a_name_are_a_400(
+        self, client: Client, settings: Settings, database_url: str, name: str
+    ) -> None:
+        before = count_rows(database_url, "restaurant.restaurant")
+        response = client.post(
+            "/dining/restaurants", json=restaurant_body(name=name), headers=owner(settings)
+        )
+        [error] = assert_problem(response, 400)["errors"]
+        assert error["key"] == "name"
+        assert count_rows(database_url, "restaurant.restaurant") == before
+
+    def test_a_name_in_any_script_is_fine(self, client: Client, settings: Settings) -> None:
+        response = client.post(
+            "/dining/restaurants",
+            json=restaurant_body(name="행복 식당 · Café"),
+            headers=owner(settings),
+        )
+        assert response.status_code == 202, response.text

@@ -277,3 +277,11 @@ class TestRecommendations:
         )
         assert second["bayesian_average"] == pytest.approx((5 * 3 + 5) / 6)
         assert second["active_entries"] == 0
+        # The list goes on a page at a time, ranks counting on.
+        rest = client.get(
+            "/dining/recommendations?limit=2&offset=1", headers=_as(settings, "ana")
+        ).json()["items"]
+        assert [(r["rank"], r["name"]) for r in rest] == [
+            (2, "One Review Wonder"),
+            (3, "Brand New"),
+        ]
