@@ -19,10 +19,12 @@ all are terminal.
 Phase "drain": the same backlog taken with the workers stopped; the clock starts when the
 workers start (their own capacity, without the API competing for the cores).
 
-Each phase gets a fresh database and system (payment sandbox, API, workers).
+Each phase gets a fresh database and system (payment sandbox, API, workers). ``--repeat N``
+runs the steady phase N times and says in how many the p99 goal held: on this shared machine
+the same code's p99 at 100 requests/s ranged from 493 to 2,964 ms within one hour.
 
     .venv/bin/python -m tests.bench.bench_dining_e2e [--rate 100] [--warmup 15] [--seconds 30]
-        [--backlog 3000] [--api-processes 2] [--workers 1]
+        [--backlog 3000] [--api-processes 2] [--workers 1] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ FROM outbox.event WHERE type = 'reservation.ReservationRequested'
 """
 # The steady phase's p99 series: one figure per window of this many seconds of requests.
 SERIES_SECONDS = 5.0
+P99_GOAL_MS = 500.0
 CONFIRMED_SQL = """
 SELECT (payload ->> 'reservation_id')::uuid, extract(epoch FROM occurred_at)::float8
 FROM outbox.event WHERE type = 'reservation.ReservationConfirmed'
@@ -185,7 +188,8 @@ def phase_steady(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             print(
                 f"  request -> CONFIRMED: p50 {result['p50_ms']:.0f} ms, p95 "
                 f"{result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, max "
-                f"{result['max_ms']:.0f} ms (goal p99 <= 500); all terminal after {terminal_s}s",
+                f"{result['max_ms']:.0f} ms (goal p99 <= {P99_GOAL_MS:.0f}); all terminal after "
+                f"{terminal_s}s",
                 flush=True,
             )
         windows = " ".join(f"{p99:.0f}" for p99 in series)
@@ -306,6 +310,15 @@ def phase_push(args: argparse.Namespace, procs: Processes, *, prefilled: bool) -
         drop_database(url)
 
 
+def repeat_summary(p99s: list[float | None], goal_ms: float = P99_GOAL_MS) -> str:
+    """One line for repeated steady runs: each p99, and in how many the goal held."""
+    met = sum(1 for p in p99s if p is not None and p <= goal_ms)
+    shown = ", ".join("-" if p is None else f"{p:.0f}" for p in p99s)
+    return (
+        f"steady, {len(p99s)} runs: p99 {shown} ms; p99 <= {goal_ms:.0f} ms in {met} of {len(p99s)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=100)
@@ -324,7 +337,14 @@ def main() -> None:
     parser.add_argument("--settle-deadline", type=float, default=600.0)
     parser.add_argument("--phases", default="steady,push,drain", help="steady, push, drain")
     parser.add_argument("--name", default="dining_e2e", help="bench-results/<name>.json")
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="run the steady phase this many times (fresh database and processes each) and "
+        "report how many met the p99 goal: on a shared machine one run says little",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
     procs = Processes()
     result: dict[str, Any] = {
         "api_processes": args.api_processes, "workers": args.workers, "threads": args.threads,
@@ -335,7 +355,10 @@ def main() -> None:
     try:
         phases = args.phases.split(",")
         if "steady" in phases:
-            result["steady"] = phase_steady(args, procs)
+            runs = [phase_steady(args, procs) for _ in range(args.repeat)]
+            result["steady"] = runs[0] if args.repeat == 1 else runs
+            if args.repeat > 1:
+                print(repeat_summary([r.get("p99_ms") for r in runs]), flush=True)
         if "push" in phases:
             result["push"] = phase_push(args, procs, prefilled=False)
         if "drain" in phases:

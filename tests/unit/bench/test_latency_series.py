@@ -1,10 +1,11 @@
-"""The steady phase's per-window p99: the warm-up's transient stays visible in the report."""
+"""The steady phase's reports: the per-window p99 (the warm-up's transient stays visible) and the
+summary of repeated runs."""
 
 from __future__ import annotations
 
 import math
 
-from tests.bench.bench_dining_e2e import latency_series
+from tests.bench.bench_dining_e2e import latency_series, repeat_summary
 
 
 class TestLatencySeries:
@@ -23,3 +24,8 @@ class TestLatencySeries:
 
     def test_no_requests_no_windows(self) -> None:
         assert latency_series([], {}, 5.0) == []
+
+
+def test_repeated_runs_say_in_how_many_the_goal_held() -> None:
+    line = repeat_summary([493.2, 1577.0, None, 500.0])
+    assert line == "steady, 4 runs: p99 493, 1577, -, 500 ms; p99 <= 500 ms in 2 of 4"
