@@ -42,6 +42,7 @@ from api.schemas import MAX_BIGINT, NO_NUL
 from haengbok.settings import Settings
 from outbox import wire
 from outbox.parking import ParkedMessage, discard_parked, requeue_parked
+from outbox.sagas import command_stream
 from sql import query
 
 T = TypeVar("T")
@@ -228,7 +229,8 @@ class OpsController(Controller):
         responses=problem_responses(401, 403, 404, 503),
     )
     async def saga(self, db_conn: AsyncConn, saga_id: FromPath[uuid.UUID]) -> SagaDetail:
-        """A saga's state and the log entries of its flow (same correlation id), in log order."""
+        """A saga's state and the log entries of its flow (every conversation it took part in:
+        the request that started it, and any later one such as a cancel), in log order."""
         async with db_conn.transaction():  # one snapshot: the saga and its messages agree
             found = await _rows(db_conn, "ops.saga", saga_id=saga_id)
             if not found:
@@ -237,6 +239,7 @@ class OpsController(Controller):
                 db_conn,
                 "ops.saga_messages",
                 correlation_id=found[0]["correlation_id"],
+                saga_stream=command_stream(found[0]["saga_type"], saga_id),
                 limit=SAGA_MESSAGES_LIMIT,
             )
         return msgspec.convert({**found[0], "messages": messages}, SagaDetail, strict=False)
@@ -313,6 +316,8 @@ class OpsController(Controller):
     ) -> Requeued:
         """Send the message back to its queue with its read count reset, together with the
         messages of its FIFO group parked behind it (in their order)."""
+        if not 1 <= parked_id <= _MAX_PARKED_ID:
+            raise _dead_letter_not_found(parked_id)  # beyond the ids' bigint: none such
         try:
             requeued = await _in_thread(settings, _requeue(parked_id))
         except psycopg.errors.UndefinedTable as exc:
@@ -339,5 +344,7 @@ class OpsController(Controller):
         self, settings: NamedDependency[Settings], parked_id: FromPath[int]
     ) -> None:
         """Delete the parked message for good; messages parked behind it stay parked."""
+        if not 1 <= parked_id <= _MAX_PARKED_ID:
+            raise _dead_letter_not_found(parked_id)
         if not await _in_thread(settings, lambda conn: discard_parked(conn, parked_id)):
             raise _dead_letter_not_found(parked_id)

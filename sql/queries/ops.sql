@@ -75,13 +75,19 @@ FROM saga.instance
 WHERE saga_id = %(saga_id)s
 
 -- name: saga_messages
--- Everything the saga's flow wrote to the log shares its correlation id; log order is insert
--- order (position), which is what an operator follows. Bounded, so a runaway saga cannot make
--- one response huge.
+-- The saga's flow: every log entry of the conversations it took part in. The one that started
+-- it has its correlation id; a later request (a cancel) starts a conversation of its own, and
+-- the saga's commands carry that one on, so the correlation ids found on the saga's command
+-- stream name them all. Log order is insert order (position), which is what an operator
+-- follows. Bounded, so a runaway saga cannot make one response huge.
 SELECT position, global_position, event_id, kind, type, stream, version, payload,
        causation_id, actor, occurred_at
 FROM outbox.event
-WHERE correlation_id = %(correlation_id)s
+WHERE correlation_id IN (
+    SELECT %(correlation_id)s::uuid
+    UNION
+    SELECT correlation_id FROM outbox.event WHERE stream = %(saga_stream)s
+)
 ORDER BY position
 LIMIT %(limit)s
 

@@ -14,6 +14,9 @@ from litestar.testing import TestClient
 from api.auth import Role
 from haengbok.bootstrap import build_api
 from haengbok.settings import Settings
+from outbox.envelope import MessageContext, NewMessage
+from outbox.log import append
+from outbox.sagas import command_stream
 from projections.runtime import save_checkpoint
 from tests.integration.api.support import assert_problem, bearer
 from tests.integration.platform_state import (
@@ -175,6 +178,33 @@ class TestSagas:
         assert types == ["dining.HoldPlaced", "dining.DepositRequested", "dining.DepositPaid"]
         positions = [m["position"] for m in body["messages"]]
         assert positions == sorted(positions)
+
+    def test_a_later_conversation_of_the_saga_is_part_of_its_flow(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        # A cancel is a request of its own (a new correlation id); the saga's undo command,
+        # on the saga's stream, carries it on: both conversations are the saga's flow.
+        started = append_and_relay(db, ["dining.HoldPlaced"])
+        saga_id = add_saga(
+            db, "dining.Booking", "COMPENSATING", correlation_id=started.correlation_id
+        )
+        cancel = MessageContext.new("alice")
+        with db.transaction():
+            append(db, [NewMessage("dining.BookingCancelled", f"booking-{saga_id}", {})], cancel)
+            append(
+                db,
+                [NewMessage("dining.RefundDeposit", command_stream("dining.Booking", saga_id), {})],
+                cancel,
+            )
+        append_and_relay(db, ["dining.Unrelated"])  # another conversation
+
+        body = ops_client.get(f"/ops/sagas/{saga_id}", headers=ops).json()
+
+        assert [m["type"] for m in body["messages"]] == [
+            "dining.HoldPlaced",
+            "dining.BookingCancelled",
+            "dining.RefundDeposit",
+        ]
 
     def test_an_unknown_saga_is_404(
         self, ops_client: TestClient[Litestar], ops: dict[str, str]

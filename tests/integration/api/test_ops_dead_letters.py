@@ -365,6 +365,10 @@ class TestRetry:
         assert str(parked_id) in body["detail"]
         assert len(queue_rows(db, QUEUE)) == 1, "nothing sent twice"
         assert_problem(ops_client.post("/ops/dead-letters/999999/retry", headers=ops), 404)
+        # Beyond the ids' bigint: no such message (it was a 500 from PostgreSQL).
+        too_big = "/ops/dead-letters/9223372036854775808"
+        assert_problem(ops_client.post(f"{too_big}/retry", headers=ops), 404)
+        assert_problem(ops_client.delete(too_big, headers=ops), 404)
 
 
 class TestDiscard:
