@@ -266,7 +266,8 @@ def token(roles: tuple[str, ...], subject: str, ttl: int) -> None:
 @main.command()
 def status() -> None:
     """Queues, relay lag, parked messages, projections, sagas and circuit breakers, from the
-    database."""
+    database. Exits 0 when all is well, 2 when something needs attention (parked messages or
+    sagas, a circuit not closed), 1 when the database cannot be read."""
     import psycopg
 
     from haengbok.status import render_status
@@ -274,10 +275,13 @@ def status() -> None:
     url, _server = _database(Settings.from_env())
     try:
         with psycopg.connect(url, connect_timeout=5, application_name="haengbok-status") as conn:
-            render_status(conn)
+            _snap, attention = render_status(conn)
     except psycopg.Error as exc:
         # Unreachable, or not migrated: an operator wants the reason in a line, not a traceback.
         raise click.ClickException(f"cannot read the status from the database: {exc}") from exc
+    if attention:
+        click.echo(f"needs attention: {'; '.join(attention)}", err=True)
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

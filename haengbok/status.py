@@ -122,11 +122,30 @@ def render_snapshot(snap: OpsSnapshot, breakers: Sequence[BreakerStatus], consol
         )
 
 
-def render_status(conn: psycopg.Connection[Any], console: Console | None = None) -> OpsSnapshot:
+def render_status(
+    conn: psycopg.Connection[Any], console: Console | None = None
+) -> tuple[OpsSnapshot, list[str]]:
     """Read the ops snapshot and the circuit breakers on ``conn``, print them, and return the
-    snapshot."""
+    snapshot and what needs an operator's attention (``attention``)."""
     snap = read_ops_snapshot_sync(conn)
     # A transaction of its own: the snapshot's is over, and the breakers are not part of it.
     breakers = read_circuit_breakers_sync(conn)
     render_snapshot(snap, breakers, console or Console())
-    return snap
+    return snap, attention(snap, breakers)
+
+
+def attention(snap: OpsSnapshot, breakers: Sequence[BreakerStatus]) -> list[str]:
+    """What an operator must look at: parked messages and sagas (nothing retries them by
+    itself) and circuits that are not closed. Empty when all is well; ``haengbok status`` then
+    exits 0, and 2 otherwise, so cron and monitoring can act on it."""
+    found = []
+    parked = sum(snap.parked.values())
+    if parked:
+        found.append(f"{parked} parked message(s)")
+    parked_sagas = sum(s.instances for s in snap.sagas if s.status == "PARKED")
+    if parked_sagas:
+        found.append(f"{parked_sagas} parked saga(s)")
+    found.extend(
+        f"circuit {b.name} {b.state.value}" for b in breakers if b.state is not BreakerState.CLOSED
+    )
+    return found

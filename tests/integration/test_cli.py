@@ -45,7 +45,9 @@ class TestStatus:
 
         result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
 
-        assert result.exit_code == 0, result.output
+        # Parked messages need an operator: exit 2 (monitoring and cron act on it).
+        assert result.exit_code == 2, result.output
+        assert "needs attention: 3 parked message(s)" in result.output
         lines = result.output.splitlines()
         assert any("relay" in line and "0 events waiting" in line for line in lines)
         assert any("log head (global position) 4" in line for line in lines)
@@ -77,7 +79,9 @@ class TestStatus:
 
         result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
 
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 2, result.output
+        assert "circuit cli_open OPEN" in result.output
+        assert "circuit cli_closed" not in result.output.split("needs attention:")[1]
         lines = result.output.splitlines()
         assert "circuit breakers" in result.output
         assert "none used yet" not in result.output
@@ -99,9 +103,21 @@ class TestStatus:
     ) -> None:
         result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
 
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 0, result.output  # nothing needs attention
+        assert "needs attention" not in result.output
         assert "circuit breakers: none used yet" in result.output
         assert "next trial" not in result.output, "no empty table"
+
+    def test_a_parked_saga_needs_attention(self, runner: CliRunner, database_url: str) -> None:
+        with psycopg.connect(database_url) as conn:
+            add_saga(conn, "cli.Saga", "PARKED", parked_reason="provider gone")
+            add_saga(conn, "cli.Saga", "RUNNING")
+            conn.commit()
+
+        result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
+
+        assert result.exit_code == 2, result.output
+        assert "needs attention: 1 parked saga(s)" in result.output
 
     def test_an_unreachable_database_is_one_clear_error(
         self, runner: CliRunner, database_url: str
