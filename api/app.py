@@ -125,6 +125,7 @@ def _pool_lifespan(settings: Settings) -> Lifespan:
             check=idle_check.check,
             open=False,
         )
+        idle_check.watch(pool)  # one broken connection: check all the idle ones at once
         # wait=False: the API starts while the database is down; readiness reports it.
         await pool.open(wait=False)
         app.state.db_pool = pool

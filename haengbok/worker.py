@@ -81,6 +81,7 @@ class WorkerProcess:
             check=idle_check.check,
             kwargs={"application_name": "haengbok-worker"},
         )
+        idle_check.watch(self.pool)  # one broken connection: check all the idle ones at once
         self.broker = PgmqBroker(
             database_url,
             ordered_queues=[s.route.queue_name for s in self.subscribers if s.ordered],

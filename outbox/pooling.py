@@ -10,6 +10,13 @@ which is what a database restart leaves behind (idle connections whose server is
 
 The time is taken at checkout, in the ``check`` callback: a ``reset`` callback would stamp it on
 return, but it makes the pool hand every returned connection to a worker thread.
+
+A connection found broken means the others idle beside it probably are too (the server
+restarted, or their backends were terminated). The pool would find them out one checkout at
+a time, and it waits before each new attempt with a growing back-off (1, 2, 4... s): with ten
+dead connections a request waited out the 30 s timeout, and readiness failed meanwhile. So the
+first broken one makes the check run the pool's own ``check()`` of every idle connection
+(``watch(pool)``) before it fails: the next attempt gets a live connection.
 """
 
 from __future__ import annotations
@@ -45,32 +52,60 @@ class _LastCheckout:
 
 
 class IdleCheck:
-    """The ``check`` callback of a ``ConnectionPool``."""
+    """The ``check`` callback of a ``ConnectionPool``; ``watch(pool)`` lets a broken connection
+    make it check all the idle ones (see the module docstring)."""
 
     def __init__(
         self, idle_seconds: float = DEFAULT_IDLE_SECONDS, clock: Clock = monotonic
     ) -> None:
         self._returned = _LastCheckout(idle_seconds, clock)
+        self._pool: weakref.ref[ConnectionPool[Any]] | None = None
         self.checks = 0
+        #: Checked connections found broken (each one failed a checkout attempt).
+        self.broken = 0
+
+    def watch(self, pool: ConnectionPool[Any]) -> None:
+        self._pool = weakref.ref(pool)
 
     def check(self, conn: psycopg.Connection[Any]) -> None:
         if self._returned.needs_check(conn):
             self.checks += 1
-            ConnectionPool.check_connection(conn)
+            try:
+                ConnectionPool.check_connection(conn)
+            except Exception:
+                self.broken += 1
+                pool = self._pool() if self._pool is not None else None
+                if pool is not None:
+                    pool.check()
+                raise
         self._returned.stamp(conn)
 
 
 class AsyncIdleCheck:
-    """The ``check`` callback of an ``AsyncConnectionPool``."""
+    """The ``check`` callback of an ``AsyncConnectionPool``; ``watch(pool)`` as for
+    ``IdleCheck``."""
 
     def __init__(
         self, idle_seconds: float = DEFAULT_IDLE_SECONDS, clock: Clock = monotonic
     ) -> None:
         self._returned = _LastCheckout(idle_seconds, clock)
+        self._pool: weakref.ref[AsyncConnectionPool[Any]] | None = None
         self.checks = 0
+        #: Checked connections found broken (each one failed a checkout attempt).
+        self.broken = 0
+
+    def watch(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = weakref.ref(pool)
 
     async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if self._returned.needs_check(conn):
             self.checks += 1
-            await AsyncConnectionPool.check_connection(conn)
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            except Exception:
+                self.broken += 1
+                pool = self._pool() if self._pool is not None else None
+                if pool is not None:
+                    await pool.check()
+                raise
         self._returned.stamp(conn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -211,5 +212,68 @@ def test_async_wakeup_keeps_one_connection_and_survives_losing_it(
         finally:
             await wakeup.stop()
         assert all(c.closed for c in conns), "stop closes its connection"
+
+    asyncio.run(scenario())
+
+
+_TERMINATE = "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS t(pid)"
+_ALIVE = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s::int[])"
+
+
+def _terminate_backends(admin: psycopg.Connection[Any], pids: list[int]) -> None:
+    """Terminate them and wait until they are gone (termination is a signal: a backend exits
+    a moment later, and a check in that moment would still pass)."""
+    admin.execute(_TERMINATE, [pids])
+    deadline = time.monotonic() + 10
+    while (admin.execute(_ALIVE, [pids]).fetchone() or (0,))[0]:
+        assert time.monotonic() < deadline, "terminated backends did not exit"
+        time.sleep(0.01)
+
+
+def test_one_dead_connection_gets_every_idle_dead_one_replaced_at_once(database_url: str) -> None:
+    # Backends terminated under a pool of idle connections: the first checkout that finds one
+    # dead checks them all, so it is the only checkout attempt that fails. Without that, each
+    # dead connection fails an attempt of its own, with a growing pause before the next.
+    clock = FakeClock()
+    idle = IdleCheck(idle_seconds=1.0, clock=clock)
+    with (
+        ConnectionPool(database_url, min_size=4, max_size=4, check=idle.check) as pool,
+        psycopg.connect(database_url, autocommit=True) as admin,
+    ):
+        idle.watch(pool)
+        pool.wait(timeout=10)
+        held = [pool.getconn() for _ in range(4)]
+        pids = [c.info.backend_pid for c in held]
+        for conn in held:
+            pool.putconn(conn)
+        _terminate_backends(admin, pids)
+        clock.now += 5
+
+        assert _backend_pid(pool) not in pids
+
+        assert idle.broken == 1
+
+
+def test_the_async_check_does_the_same(database_url: str) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        idle = AsyncIdleCheck(idle_seconds=1.0, clock=clock)
+        async with AsyncConnectionPool(
+            database_url, min_size=4, max_size=4, check=idle.check
+        ) as pool:
+            idle.watch(pool)
+            await pool.wait(timeout=10)
+            held = [await pool.getconn() for _ in range(4)]
+            pids = [c.info.backend_pid for c in held]
+            for conn in held:
+                await pool.putconn(conn)
+            with psycopg.connect(database_url, autocommit=True) as sync_admin:
+                _terminate_backends(sync_admin, pids)
+            clock.now += 5
+
+            async with pool.connection() as conn:
+                assert conn.info.backend_pid not in pids
+
+            assert idle.broken == 1
 
     asyncio.run(scenario())
