@@ -11,13 +11,15 @@ from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import CurrentMessage, Middleware, Retries, TimeLimit, default_middleware
 
 from outbox.broker_message import PgmqMessageProxy
-from outbox.retries import PgmqRetries
+from outbox.retries import PgmqRetries, QuietTransientFailures
 from sql import query
 
 if TYPE_CHECKING:
     from outbox.broker import PgmqBroker
 
 log = logging.getLogger(__name__)
+# The logger of Dramatiq's worker threads (dramatiq.logging.get_logger(module, class)).
+WORKER_THREAD_LOGGER = "dramatiq.worker.WorkerThread"
 
 
 def pgmq_middleware(
@@ -38,7 +40,16 @@ def pgmq_middleware(
         else:
             chain.append(kind())
     chain += [CurrentMessage(), LeaseRenewal()]
+    quiet_transient_failures()
     return chain
+
+
+def quiet_transient_failures() -> None:
+    """Dramatiq's worker logs every failure with its traceback; a transient one is logged by
+    ``PgmqRetries`` in one line instead (``QuietTransientFailures``). Idempotent."""
+    worker_log = logging.getLogger(WORKER_THREAD_LOGGER)
+    if not any(isinstance(f, QuietTransientFailures) for f in worker_log.filters):
+        worker_log.addFilter(QuietTransientFailures())
 
 
 def time_limit_ms(broker: dramatiq.Broker, message: Any) -> float:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +63,7 @@ class PgmqRetries(Middleware):
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.retry_when = retry_when
+        self._transient = _TransientFailures()
 
     @property
     def actor_options(self) -> set[str]:
@@ -91,27 +94,38 @@ class PgmqRetries(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        if exception is None or isinstance(message, PgmqBatchProxy):
+        if exception is None:
+            self._transient.forget(message.message_id)
+            return
+        if isinstance(message, PgmqBatchProxy):
             # A failed batch is split by its consumer; each message then runs alone, and
             # its own failures are retried or parked here.
             return
         if is_transient(exception):
-            # The database went away mid-delivery: back off and try again, and give the
-            # attempt back so an outage never dead-letters healthy messages.
-            retries = int(message.options.get(wire.READ_COUNT_OPTION, 1)) - 1
+            # The database, or an outside service, is unavailable: back off and try again,
+            # and give the attempt back so an outage never dead-letters healthy messages.
+            # read_ct does not grow then, so the back-off counts the message's transient
+            # failures itself, and it waits at least as long as the failure asks (an open
+            # circuit's cool-down), up to max_backoff.
+            failures = self._transient.failed(message.message_id)
+            max_backoff = int(self.option(broker, message, "max_backoff", self.max_backoff))
             delay = backoff_ms(
-                retries,
+                failures - 1,
                 int(self.option(broker, message, "min_backoff", self.min_backoff)),
-                int(self.option(broker, message, "max_backoff", self.max_backoff)),
+                max_backoff,
             )
+            asked = retry_after_ms(exception)
+            if asked is not None:
+                delay = min(max(delay, asked), max_backoff)
             log.warning(
-                "message %s hit a connection failure (%s); retrying in %d ms, attempt not counted",
-                message.message_id, type(exception).__name__, delay,
+                "message %s could not run now (%s: %s); retrying in %d ms, attempt not counted",
+                message.message_id, type(exception).__name__, exception, delay,
             )  # fmt: skip
             proxy = _require_pgmq_proxy(message)
             proxy.retry_in_ms = delay
             proxy.attempt_counts = False
             return
+        self._transient.forget(message.message_id)
         throws = self.option(broker, message, "throws", None)
         if throws and isinstance(exception, throws):
             log.info(
@@ -157,6 +171,49 @@ class PgmqRetries(Middleware):
         proxy.park_reason = error_text(exc)
         proxy.retry_in_ms = None
         message.fail()
+
+
+def retry_after_ms(exc: BaseException) -> int | None:
+    """How long a failure asks to wait (``retry_after_seconds``, e.g. the rest of an open
+    circuit's cool-down), in milliseconds; None when it does not say."""
+    seconds = getattr(exc, "retry_after_seconds", None)
+    if isinstance(seconds, int | float) and seconds > 0:
+        return int(seconds * 1000)
+    return None
+
+
+class _TransientFailures:
+    """Consecutive transient failures per message id, in this process (a restart starts the
+    back-off again, which is harmless); bounded, oldest forgotten first."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def failed(self, message_id: str) -> int:
+        with self._lock:
+            count = self._counts.pop(message_id, 0) + 1
+            self._counts[message_id] = count
+            while len(self._counts) > self.MAX_ENTRIES:
+                self._counts.popitem(last=False)
+            return count
+
+    def forget(self, message_id: str) -> None:
+        with self._lock:
+            self._counts.pop(message_id, None)
+
+
+class QuietTransientFailures(logging.Filter):
+    """On Dramatiq's worker logger: drops its "Failed to process message ... with unhandled
+    exception" record, traceback and all, when the failure is transient. ``PgmqRetries`` logs
+    one line for it (what failed and when it runs again): an outage of the payment provider
+    made thousands of tracebacks a minute."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or not is_transient(exc)
 
 
 def _require_pgmq_proxy(message: Any) -> PgmqMessageProxy:
