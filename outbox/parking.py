@@ -10,6 +10,7 @@ every other group keeps flowing. An operator lists, re-queues or discards parked
 from __future__ import annotations
 
 import traceback
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -89,11 +90,37 @@ def _lock_group(conn: psycopg.Connection[Any], queue: str, group_key: str | None
 
 def park(conn: psycopg.Connection[Any], stored: StoredMessage, error: str) -> int | None:
     """Move a message from its queue to ``ops.parked_message``; the parked id, or None when the
-    message was no longer in its queue (another delivery finished it)."""
+    message was no longer in its queue (another delivery finished it).
+
+    A saga's command (its FIFO group is the saga's command stream) parks its saga too, in the
+    same transaction, when nothing else would move the saga: see ``saga.park_waiting``.
+    Guarantee 5 says a saga settles or is parked visibly; one waiting on a dead letter did
+    neither (COMPENSATING for good, with no reason shown)."""
     with conn.transaction():
         _lock_group(conn, stored.queue_name, stored.group_key)
         row = conn.execute(query("broker.park"), _params(stored, error)).fetchone()
+        if row is not None and (saga := saga_of_group(stored.group_key)) is not None:
+            reason = f"{stored.queue_name} parked its command as #{row[0]}: {_first_line(error)}"
+            conn.execute(query("saga.park_waiting"), {**saga, "reason": reason})
     return None if row is None else int(row[0])
+
+
+def saga_of_group(group_key: str | None) -> dict[str, Any] | None:
+    """The saga (``saga_type``, ``saga_id``) whose command stream a FIFO group is
+    (``outbox.sagas.command_stream``: "saga-<type>-<uuid>"), else None."""
+    if group_key is None or not group_key.startswith("saga-") or len(group_key) < 43:
+        return None
+    saga_type, tail = group_key[len("saga-") : -37], group_key[-36:]
+    if not saga_type or group_key[-37] != "-":
+        return None
+    try:
+        return {"saga_type": saga_type, "saga_id": uuid.UUID(tail)}
+    except ValueError:
+        return None
+
+
+def _first_line(error: str) -> str:
+    return error.split("\n", 1)[0][:300]
 
 
 def park_behind(conn: psycopg.Connection[Any], stored: StoredMessage) -> int | None:
@@ -130,6 +157,8 @@ def requeue_parked(conn: psycopg.Connection[Any], parked_id: int) -> list[int]:
     rows = conn.execute(query("broker.requeue_parked"), {"id": parked_id}).fetchall()
     if rows:
         conn.execute(query("broker.notify"), {"channel": wire.notify_channel(queue)})
+        if (saga := saga_of_group(group_key)) is not None:
+            conn.execute(query("saga.resume_parked"), saga)
     return [int(r[0]) for r in rows]
 
 

@@ -103,3 +103,24 @@ VALUES (%(saga_id)s::uuid, %(saga_type)s::text, %(saga_status)s::text, %(saga_st
         %(saga_state)s::jsonb, %(saga_completed_steps)s::jsonb, 1,
         %(saga_correlation_id)s::uuid, %(saga_parked_reason)s::text,
         %(saga_deadline_at)s::timestamptz, %(saga_deadline_name)s::text)
+
+-- name: park_waiting
+-- The saga a dead-lettered command was sent for, when nothing else would move it now: it is
+-- compensating (undos have no deadline), or running with no deadline. A running saga with a
+-- deadline is left to it (the deadline settles it). The version moves, so a handler holding
+-- the instance from before saves nothing over this (its save checks the version).
+UPDATE saga.instance
+SET status = 'PARKED', parked_from = status, parked_reason = %(reason)s,
+    version = version + 1, updated_at = now()
+WHERE saga_id = %(saga_id)s AND saga_type = %(saga_type)s
+  AND status IN ('RUNNING', 'COMPENSATING') AND deadline_at IS NULL
+
+-- name: resume_parked
+-- The command is back in its queue: the saga goes back to what it was doing when it was parked
+-- for it (sagas their definition parked have no parked_from and stay parked).
+UPDATE saga.instance
+SET status = parked_from, parked_from = NULL, parked_reason = NULL,
+    version = version + 1, updated_at = now()
+WHERE saga_id = %(saga_id)s AND saga_type = %(saga_type)s
+  AND status = 'PARKED' AND parked_from IS NOT NULL
+

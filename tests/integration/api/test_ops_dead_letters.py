@@ -18,8 +18,9 @@ from api.auth import Role
 from haengbok.bootstrap import build_api
 from haengbok.settings import Settings
 from outbox.parking import list_parked
+from outbox.sagas import command_stream
 from tests.integration.api.support import assert_problem, bearer
-from tests.integration.platform_state import park_group, queue_rows, send
+from tests.integration.platform_state import add_saga, park_group, queue_rows, send
 
 QUEUE = "dl_q"
 OTHER = "dl_other_q"
@@ -391,3 +392,56 @@ class TestDiscard:
 
         assert_problem(ops_client.delete(f"/ops/dead-letters/{parked_id}", headers=ops), 404)
         assert_problem(ops_client.delete("/ops/dead-letters/999999", headers=ops), 404)
+
+
+def _saga(db: psycopg.Connection, saga_id: object) -> tuple[object, ...]:
+    row = db.execute(
+        "SELECT status, parked_from, parked_reason, version FROM saga.instance WHERE saga_id = %s",
+        [saga_id],
+    ).fetchone()
+    db.commit()
+    assert row is not None
+    return tuple(row)
+
+
+class TestASagaWaitingOnADeadLetter:
+    """Guarantee 5: a saga settles or is parked visibly. One whose command was dead-lettered
+    while nothing else would move it (compensating: undos have no deadline) is parked with the
+    reason, and goes back to what it was doing when the command is re-queued."""
+
+    def test_a_compensating_saga_is_parked_with_its_command_and_resumes_on_retry(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        saga_id = add_saga(db, "dining.Booking", "COMPENSATING")
+        db.execute("UPDATE saga.instance SET deadline_at = NULL WHERE saga_id = %s", [saga_id])
+        db.commit()
+        stream = command_stream("dining.Booking", saga_id)
+
+        [parked_id] = park_group(db, QUEUE, stream, 1, "RefundDeclined: charge_not_found")
+
+        status, parked_from, reason, version = _saga(db, saga_id)
+        assert (status, parked_from) == ("PARKED", "COMPENSATING")
+        assert f"#{parked_id}" in str(reason) and "charge_not_found" in str(reason)
+        listed = ops_client.get("/ops/sagas", params={"status": "PARKED"}, headers=ops).json()
+        assert [s["saga_id"] for s in listed] == [str(saga_id)]
+
+        assert ops_client.post(f"/ops/dead-letters/{parked_id}/retry", headers=ops).is_success
+
+        assert _saga(db, saga_id)[:3] == ("COMPENSATING", None, None)
+        assert _saga(db, saga_id)[3] == int(str(version)) + 1
+
+    def test_a_running_saga_with_a_deadline_is_left_to_it(self, db: psycopg.Connection) -> None:
+        # Its deadline compensates it by itself (add_saga sets one 5 minutes ahead).
+        saga_id = add_saga(db, "dining.Booking", "RUNNING")
+        park_group(db, QUEUE, command_stream("dining.Booking", saga_id), 1, "boom")
+        assert _saga(db, saga_id)[:2] == ("RUNNING", None)
+
+    def test_a_saga_its_definition_parked_stays_parked_on_a_retry(
+        self, ops_client: TestClient[Litestar], ops: dict[str, str], db: psycopg.Connection
+    ) -> None:
+        saga_id = add_saga(db, "dining.Booking", "PARKED", parked_reason="the definition said so")
+        [parked_id] = park_group(db, QUEUE, command_stream("dining.Booking", saga_id), 1, "boom")
+
+        assert ops_client.post(f"/ops/dead-letters/{parked_id}/retry", headers=ops).is_success
+
+        assert _saga(db, saga_id)[:3] == ("PARKED", None, "the definition said so")

@@ -1,0 +1,1 @@
+ALTER TABLE saga.instance DROP COLUMN parked_from;
