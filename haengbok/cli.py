@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
@@ -99,8 +103,20 @@ def up(workers: int) -> None:
         children.append(ChildSpec("payments-sandbox", sandbox_argv))
     env = {"DATABASE_URL": url, "HAENGBOK_PAYMENT_URL": payment_url}
     children.append(ChildSpec("api", [*exe, "api"], env))
-    children += [ChildSpec(f"worker-{i + 1}", [*exe, "worker"], env) for i in range(workers)]
-    sup = Supervisor(children, grace_seconds=settings.shutdown_grace_seconds + 5)
+    # Each worker's liveness: a heartbeat file of its own, which the supervisor watches.
+    beats = Path(tempfile.mkdtemp(prefix="haengbok-heartbeats-"))
+    atexit.register(shutil.rmtree, beats, ignore_errors=True)
+    children += [
+        ChildSpec(
+            f"worker-{i + 1}", [*exe, "worker"], env, heartbeat_file=beats / f"worker-{i + 1}"
+        )
+        for i in range(workers)
+    ]
+    sup = Supervisor(
+        children,
+        grace_seconds=settings.shutdown_grace_seconds + 5,
+        stale_seconds=settings.heartbeat_stale_seconds,
+    )
     _stop_on_signals(sup.stop)
     base = f"http://{settings.api_host}:{settings.api_port}"
     where = "embedded PostgreSQL in " + str(settings.data_dir) if server else "DATABASE_URL"
@@ -180,6 +196,7 @@ def worker(threads: int | None, nice: int | None) -> None:
     import threading
 
     from haengbok import bootstrap
+    from haengbok.heartbeat import Heartbeat
     from haengbok.logs import configure_logging
     from haengbok.worker import WorkerProcess, lower_cpu_priority
 
@@ -203,12 +220,53 @@ def worker(threads: int | None, nice: int | None) -> None:
     stop = threading.Event()
     _stop_on_signals(stop.set)
     proc.start()
+    heartbeat = None
+    if settings.heartbeat_file is not None:
+        heartbeat = Heartbeat(
+            settings.heartbeat_file,
+            interval_seconds=settings.heartbeat_interval_seconds,
+            checks=[proc.threads_alive],
+        )
+        heartbeat.start()
     click.echo(
         f"worker running (pid {os.getpid()}, nice {in_effect}); SIGTERM or Ctrl-C to stop",
         err=True,
     )
     stop.wait()
+    if heartbeat is not None:
+        heartbeat.stop()
     proc.stop(timeout_seconds=settings.shutdown_grace_seconds)
+
+
+@main.command("worker-alive")
+@click.option(
+    "--max-age",
+    type=float,
+    default=None,
+    help="Seconds the heartbeat may be old (default HAENGBOK_HEARTBEAT_STALE_SECONDS, 30).",
+)
+def worker_alive(max_age: float | None) -> None:
+    """Liveness probe: exit 0 while the worker's heartbeat file (HAENGBOK_HEARTBEAT_FILE) is
+    fresh, 1 when it is stale or missing (the worker is stuck: restart it)."""
+    from haengbok.heartbeat import heartbeat_age
+
+    settings = Settings.from_env()
+    if settings.heartbeat_file is None:
+        raise click.UsageError("set HAENGBOK_HEARTBEAT_FILE to the worker's heartbeat file")
+    limit = settings.heartbeat_stale_seconds if max_age is None else max_age
+    age = heartbeat_age(settings.heartbeat_file)
+    if age is None:
+        click.echo(
+            f"no heartbeat at {settings.heartbeat_file}: the worker is not running", err=True
+        )
+        raise SystemExit(1)
+    if age > limit:
+        click.echo(
+            f"heartbeat {age:.1f}s old (limit {limit:g}s): the worker is stuck; restart it",
+            err=True,
+        )
+        raise SystemExit(1)
+    click.echo(f"alive: heartbeat {age:.1f}s old")
 
 
 @main.command("payments-sandbox")

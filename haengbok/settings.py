@@ -58,6 +58,11 @@ class Settings:
     actor_time_limit_seconds: int = 30
     max_retries: int = 5
     min_backoff_ms: int = 200
+    # Liveness (haengbok.heartbeat): the file a worker touches while it makes progress (None:
+    # no heartbeat), how often, and how old it may be before the worker counts as stuck.
+    heartbeat_file: Path | None = None
+    heartbeat_interval_seconds: float = 5.0
+    heartbeat_stale_seconds: float = 30.0
     max_backoff_ms: int = 30_000
     read_wait_max_seconds: float = 5.0
     max_request_body_bytes: int = 64 * 1024
@@ -110,6 +115,15 @@ class Settings:
             visibility_timeout_seconds=_int("HAENGBOK_VISIBILITY_TIMEOUT_SECONDS", 60),
             actor_time_limit_seconds=_int("HAENGBOK_ACTOR_TIME_LIMIT_SECONDS", 30),
             max_retries=_int("HAENGBOK_MAX_RETRIES", 5),
+            heartbeat_file=Path(env["HAENGBOK_HEARTBEAT_FILE"])
+            if env.get("HAENGBOK_HEARTBEAT_FILE")
+            else None,
+            heartbeat_interval_seconds=_float(
+                "HAENGBOK_HEARTBEAT_INTERVAL_SECONDS", cls.heartbeat_interval_seconds
+            ),
+            heartbeat_stale_seconds=_float(
+                "HAENGBOK_HEARTBEAT_STALE_SECONDS", cls.heartbeat_stale_seconds
+            ),
             pool_max_size=_int("HAENGBOK_POOL_MAX_SIZE", 10),
             log_json=env.get("HAENGBOK_LOG_JSON", "") in ("1", "true", "yes"),
             drain_seconds=_float("HAENGBOK_DRAIN_SECONDS", 0.0),

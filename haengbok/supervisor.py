@@ -1,5 +1,6 @@
 """A small process supervisor for `haengbok up`: starts the children, restarts one that dies
-(with backoff), and on Ctrl-C or SIGTERM stops them all, politely first.
+(with backoff) or that stopped making progress (a stale heartbeat, ``haengbok.heartbeat``),
+and on Ctrl-C or SIGTERM stops them all, politely first.
 
 On Kubernetes the kubelet does this job (liveness probes, restarts); locally this does.
 """
@@ -14,15 +15,24 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from haengbok.heartbeat import DEFAULT_STALE_SECONDS, heartbeat_age
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ChildSpec:
+    """A child to keep running. With ``heartbeat_file`` it is also restarted when it stops
+    making progress: the file is named to it in ``HAENGBOK_HEARTBEAT_FILE``, and one older than
+    the supervisor's ``stale_seconds`` (or missing that long after the start) gets the child
+    killed and started again (``haengbok.heartbeat``)."""
+
     name: str
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
+    heartbeat_file: Path | None = None
 
 
 @dataclass
@@ -45,13 +55,17 @@ class Supervisor:
         min_backoff: float = 0.5,
         max_backoff: float = 15.0,
         healthy_after: float = 30.0,
+        stale_seconds: float = DEFAULT_STALE_SECONDS,
     ) -> None:
         self._children = [_Child(s) for s in specs]
         self._grace = grace_seconds
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._healthy_after = healthy_after
+        self._stale_seconds = stale_seconds
         self._stopping = threading.Event()
+        #: Children killed because their heartbeat went stale, by name.
+        self.stuck_kills: dict[str, int] = {}
 
     def pids(self) -> dict[str, int | None]:
         return {c.spec.name: c.process.pid if c.process else None for c in self._children}
@@ -61,6 +75,9 @@ class Supervisor:
 
     def _start(self, child: _Child) -> None:
         env = {**os.environ, **child.spec.env}
+        if child.spec.heartbeat_file is not None:
+            child.spec.heartbeat_file.unlink(missing_ok=True)  # the last run's says nothing
+            env["HAENGBOK_HEARTBEAT_FILE"] = str(child.spec.heartbeat_file)
         child.process = subprocess.Popen(list(child.spec.argv), env=env)
         child.started_at = time.monotonic()
         log.info("started %s (pid %s)", child.spec.name, child.process.pid)
@@ -78,7 +95,11 @@ class Supervisor:
     def _tend(self, child: _Child, now: float) -> None:
         proc = child.process
         if proc is not None and proc.poll() is None:
-            return
+            if self._stuck(child, now):
+                proc.kill()  # SIGKILL: a stuck process may not act on SIGTERM
+                proc.wait()
+            else:
+                return
         if proc is not None:
             uptime = now - child.started_at
             if uptime >= self._healthy_after:
@@ -93,6 +114,21 @@ class Supervisor:
             child.next_start = now + backoff
         if now >= child.next_start:
             self._start(child)
+
+    def _stuck(self, child: _Child, now: float) -> bool:
+        path = child.spec.heartbeat_file
+        if path is None or now - child.started_at < self._stale_seconds:
+            return False
+        age = heartbeat_age(path)
+        if age is not None and age <= self._stale_seconds:
+            return False
+        said = "no heartbeat" if age is None else f"a heartbeat {age:.0f}s old"
+        log.error(
+            "%s is stuck (%s, limit %.0fs): killing it to start it again",
+            child.spec.name, said, self._stale_seconds,
+        )  # fmt: skip
+        self.stuck_kills[child.spec.name] = self.stuck_kills.get(child.spec.name, 0) + 1
+        return True
 
     def stop(self) -> None:
         self._stopping.set()

@@ -160,6 +160,15 @@ class WorkerProcess:
         thread.start()
         self._threads.append(thread)
 
+    def threads_alive(self) -> bool:
+        """Whether every thread the work depends on still runs: Dramatiq's consumer and worker
+        threads, the relay, the deadline scheduler and the projection runner (the heartbeat's
+        check, ``haengbok.heartbeat``)."""
+        if self._worker is None or self._stop.is_set():
+            return False
+        threads = [*self._worker.consumers.values(), *self._worker.workers, *self._threads]
+        return all(thread.is_alive() for thread in threads)
+
     def stop(self, timeout_seconds: float = 20.0) -> None:
         """Finish in-flight messages (up to the timeout), then close everything."""
         self._stop.set()

@@ -152,3 +152,56 @@ class TestLowerCpuPriority:
     def test_refuses_values_outside_0_to_19(self, value: int) -> None:
         with pytest.raises(ValueError, match="0 to 19"):
             lower_cpu_priority(value)
+
+
+def _alive(heartbeat: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "haengbok.cli", "worker-alive", *args],
+        env={**os.environ, "HAENGBOK_HEARTBEAT_FILE": str(heartbeat)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+class TestLiveness:
+    """A stuck worker answers nothing and exits nothing; its heartbeat file says it."""
+
+    def test_a_running_worker_beats_and_a_stopped_one_goes_stale(
+        self, start_worker: StartWorker, tmp_path: Path
+    ) -> None:
+        heartbeat = tmp_path / "worker.alive"
+        worker = start_worker(
+            [],
+            {
+                "HAENGBOK_HEARTBEAT_FILE": str(heartbeat),
+                "HAENGBOK_HEARTBEAT_INTERVAL_SECONDS": "0.1",
+            },
+        )
+        worker.wait_running()
+        first = _mtime_when_present(heartbeat)
+        wait_until(lambda: heartbeat.stat().st_mtime > first, timeout=20, message="it beats")
+        ok = _alive(heartbeat, "--max-age", "5")
+        assert ok.returncode == 0, ok.stderr
+        assert "alive" in ok.stdout
+
+        os.kill(worker.proc.pid, signal.SIGSTOP)  # stuck: it neither works nor exits
+        try:
+            stopped_at = heartbeat.stat().st_mtime
+            wait_until(
+                lambda: _alive(heartbeat, "--max-age", "1").returncode == 1,
+                timeout=30, message="the probe sees it stuck",
+            )  # fmt: skip
+            stuck = _alive(heartbeat, "--max-age", "1")
+            assert "stuck" in stuck.stderr and "restart" in stuck.stderr
+            assert heartbeat.stat().st_mtime == stopped_at, "no beat while stopped"
+        finally:
+            os.kill(worker.proc.pid, signal.SIGCONT)
+
+    def test_no_heartbeat_file_means_not_running(self, tmp_path: Path) -> None:
+        result = _alive(tmp_path / "never")
+        assert result.returncode == 1
+        assert "not running" in result.stderr
+
+
+def _mtime_when_present(path: Path) -> float:
+    wait_until(path.exists, timeout=20, message="the heartbeat file appears")
+    return path.stat().st_mtime
