@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
@@ -69,7 +70,32 @@ DEAD_LETTER_PAGE_HEADERS = [
         description="The id to pass as `after` for the next page. Absent on the last page",
     ),
 ]
+SAGA_PAGE_HEADERS = [
+    DEAD_LETTER_PAGE_HEADERS[0],
+    ResponseHeader(
+        name=NEXT_CURSOR_HEADER,
+        documentation_only=True,
+        description="The cursor to pass as `after` for the next page. Absent on the last page",
+    ),
+]
 _CONNECT_TIMEOUT_SECONDS = 5
+
+
+# "<updated_at ISO 8601>~<saga id>": where the page before ended.
+_SAGA_CURSOR_PATTERN = r"^[0-9TZ:.+\-]{19,40}~[0-9a-f\-]{36}$"
+
+
+def _saga_cursor(after: str | None) -> tuple[datetime | None, uuid.UUID | None]:
+    if after is None:
+        return None, None
+    at, _, saga_id = after.partition("~")
+    try:
+        return datetime.fromisoformat(at), uuid.UUID(saga_id)
+    except ValueError:
+        raise problem(
+            400, "invalid-cursor", title="Invalid cursor",
+            detail="`after` must be the X-Next-Cursor of a page of /ops/sagas.",
+        ) from None  # fmt: skip
 
 
 async def _rows(
@@ -205,9 +231,11 @@ class OpsController(Controller):
         operation_id="listOpsSagas",
         summary="Saga instances",
         responses=problem_responses(400, 401, 403, 503),
+        response_headers=SAGA_PAGE_HEADERS,
     )
     async def sagas(
         self,
+        request: Request[Any, Any, Any],
         db_conn: AsyncConn,
         saga_status: Annotated[
             SagaStatus | None, QueryParameter(name="status", description="Only this status")
@@ -216,11 +244,36 @@ class OpsController(Controller):
             str | None, QueryParameter(description="Only this saga type", pattern=NO_NUL)
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="At most this many")] = 50,
-    ) -> list[SagaSummary]:
-        """Saga instances, most recently changed first, by status and/or type."""
-        params = {"status": saga_status, "saga_type": saga_type, "limit": limit}
+        after: Annotated[
+            str | None,
+            QueryParameter(
+                pattern=_SAGA_CURSOR_PATTERN,
+                description="Cursor: the page after the one whose "
+                f"`{NEXT_CURSOR_HEADER}` this is. Start without it",
+            ),
+        ] = None,
+    ) -> Response[list[SagaSummary]]:
+        """Saga instances, most recently changed first, by status and/or type, a page at a
+        time (``Link: rel="next"``)."""
+        after_at, after_id = _saga_cursor(after)
+        params = {"status": saga_status, "saga_type": saga_type, "limit": limit + 1,
+                  "after_at": after_at, "after_id": after_id}  # fmt: skip
         rows = await _rows(db_conn, "saga.list", **params)
-        return [msgspec.convert(r, SagaSummary, strict=False) for r in rows]
+        sagas = [msgspec.convert(r, SagaSummary, strict=False) for r in rows[:limit]]
+        headers: dict[str, str] = {}
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            # In UTC with a "Z": no "+" that a client would have to escape in a query.
+            at = last["updated_at"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+            cursor = f"{at}~{last['saga_id']}"
+            query_params: dict[str, str | int] = {"limit": limit, "after": cursor}
+            if saga_status is not None:
+                query_params["status"] = str(saga_status)
+            if saga_type is not None:
+                query_params["saga_type"] = saga_type
+            link = f"{request.url.path}?{urlencode(query_params)}"
+            headers = {"Link": f'<{link}>; rel="next"', NEXT_CURSOR_HEADER: cursor}
+        return Response(sagas, headers=headers)
 
     @get(
         "/sagas/{saga_id:uuid}",

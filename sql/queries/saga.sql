@@ -34,12 +34,17 @@ RETURNING version
 SELECT saga_type, status, count(*) FROM saga.instance GROUP BY saga_type, status ORDER BY 1, 2
 
 -- name: list
+-- Most recently changed first; a page continues after the (updated_at, saga_id) of the last
+-- row of the page before (a saga changed meanwhile moves to the front, where a client that
+-- pages on does not look again).
 SELECT saga_id, saga_type, status, step, state, version, correlation_id, parked_reason,
        deadline_at, started_at, updated_at
 FROM saga.instance
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(saga_type)s::text IS NULL OR saga_type = %(saga_type)s)
-ORDER BY updated_at DESC
+  AND (%(after_at)s::timestamptz IS NULL
+       OR (updated_at, saga_id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY updated_at DESC, saga_id DESC
 LIMIT %(limit)s
 
 -- name: due_deadlines
