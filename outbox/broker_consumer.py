@@ -25,7 +25,7 @@ import psycopg
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.errors import ConnectionClosed
 
-from outbox import parking, wire
+from outbox import logcontext, parking, wire
 from outbox.broker_message import PgmqBatchProxy, PgmqMessageProxy, decode
 from outbox.broker_middleware import attempts_allowed
 from outbox.parking import StoredMessage
@@ -189,13 +189,13 @@ class PgmqConsumer(Consumer):
 
     def _park(self, stored: StoredMessage, error: str) -> None:
         parked = self._broker.run(lambda conn: parking.park(conn, stored, error))
-        log.warning(
-            "parked message %s of queue %s as #%s: %s",
-            stored.msg_id,
-            self.queue_name,
-            parked,
-            error.splitlines()[0],
-        )
+        correlation = str((stored.headers or {}).get(wire.CORRELATION_HEADER) or "")
+        with logcontext.bound(**({"correlation_id": correlation} if correlation else {})):
+            log.warning(
+                "parked message %s of queue %s as #%s: %s (after fixing the cause: POST "
+                "/ops/dead-letters/%s/retry; to drop it: DELETE /ops/dead-letters/%s)",
+                stored.msg_id, self.queue_name, parked, error.splitlines()[0], parked, parked,
+            )  # fmt: skip
 
     def _make_visible(self, msg_ids: list[int], delay_ms: int, *, counted: bool = True) -> None:
         params = {"queue": self.queue_name, "msg_ids": msg_ids, "delay_ms": delay_ms}

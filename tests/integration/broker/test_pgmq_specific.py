@@ -114,7 +114,7 @@ def _parked(url: str, queue: str | None = None) -> list[Any]:
 
 class TestParking:
     def test_a_poison_message_holds_back_its_group_only(
-        self, make_pgmq_broker: MakeBroker, database_url: str
+        self, make_pgmq_broker: MakeBroker, database_url: str, caplog: pytest.LogCaptureFixture
     ) -> None:
         broker = make_pgmq_broker()
         log = GroupLog()
@@ -142,6 +142,9 @@ class TestParking:
             assert head.error.startswith("ValueError: poison pill")
             assert "Traceback" in head.error
             assert {p.error for p in behind} == {f"waiting behind parked message #{head.id}"}
+            # The log line says what to do next, with the parked id to do it with.
+            said = [r.getMessage() for r in caplog.records if "parked message" in r.getMessage()]
+            assert any(f"POST /ops/dead-letters/{head.id}/retry" in line for line in said), said
 
             poisoned["a"] = False
             with psycopg.connect(database_url) as conn:
