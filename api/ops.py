@@ -237,9 +237,7 @@ class OpsController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_conn: AsyncConn,
-        saga_status: Annotated[
-            SagaStatus | None, QueryParameter(name="status", description="Only this status")
-        ] = None,
+        status: Annotated[SagaStatus | None, QueryParameter(description="Only this status")] = None,
         saga_type: Annotated[
             str | None, QueryParameter(description="Only this saga type", pattern=NO_NUL)
         ] = None,
@@ -256,7 +254,7 @@ class OpsController(Controller):
         """Saga instances, most recently changed first, by status and/or type, a page at a
         time (``Link: rel="next"``)."""
         after_at, after_id = _saga_cursor(after)
-        params = {"status": saga_status, "saga_type": saga_type, "limit": limit + 1,
+        params = {"status": status, "saga_type": saga_type, "limit": limit + 1,
                   "after_at": after_at, "after_id": after_id}  # fmt: skip
         rows = await _rows(db_conn, "saga.list", **params)
         sagas = [msgspec.convert(r, SagaSummary, strict=False) for r in rows[:limit]]
@@ -267,8 +265,8 @@ class OpsController(Controller):
             at = last["updated_at"].astimezone(UTC).isoformat().replace("+00:00", "Z")
             cursor = f"{at}~{last['saga_id']}"
             query_params: dict[str, str | int] = {"limit": limit, "after": cursor}
-            if saga_status is not None:
-                query_params["status"] = str(saga_status)
+            if status is not None:
+                query_params["status"] = str(status)
             if saga_type is not None:
                 query_params["saga_type"] = saga_type
             link = f"{request.url.path}?{urlencode(query_params)}"
