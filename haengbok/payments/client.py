@@ -71,7 +71,9 @@ class HttpPaymentProvider:
         *,
         connect_timeout_seconds: float = 2.0,
         read_timeout_seconds: float = 5.0,
-        max_connections: int = 16,
+        # Kept-alive connections: a deposit batch's charges (up to 16 at once) plus the refunds
+        # and forfeits worker threads make meanwhile; with 16, urllib3 discarded the surplus.
+        max_connections: int = 32,
     ) -> None:
         self.breaker = breaker
         self._owned_store: PostgresBreakerStore | None = None  # closed with the client
