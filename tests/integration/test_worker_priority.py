@@ -6,6 +6,7 @@ error that names the setting."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,9 @@ class TestWorkerProcess:
         values = _nice_of_threads(worker.proc.pid)
         assert set(values.values()) == {expected}, values
         assert f"nice {expected}" in line
+        # What it built to start is frozen out of the collector's sight (shorter full GCs).
+        frozen = re.search(r"(\d+) objects frozen", line)
+        assert frozen is not None and int(frozen.group(1)) > 1000, line
 
     @pytest.mark.parametrize(
         ("args", "env"), [([], {"HAENGBOK_WORKER_NICE": "25"}), (["--nice", "25"], {})]
