@@ -24,7 +24,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from time import monotonic
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -33,6 +33,7 @@ DEFAULT_IDLE_SECONDS = 1.0
 
 
 Clock = Callable[[], float]
+P = TypeVar("P", ConnectionPool[Any], AsyncConnectionPool[Any])
 
 
 class _LastCheckout:
@@ -51,21 +52,31 @@ class _LastCheckout:
         return returned is None or self._clock() - returned > self.idle_seconds
 
 
-class IdleCheck:
-    """The ``check`` callback of a ``ConnectionPool``; ``watch(pool)`` lets a broken connection
-    make it check all the idle ones (see the module docstring)."""
+class _Checks(Generic[P]):
+    """What both pools' checks keep: when each connection was last checked out, how many
+    checks and broken connections there were, and the pool to check in full (``watch``)."""
 
     def __init__(
         self, idle_seconds: float = DEFAULT_IDLE_SECONDS, clock: Clock = monotonic
     ) -> None:
         self._returned = _LastCheckout(idle_seconds, clock)
-        self._pool: weakref.ref[ConnectionPool[Any]] | None = None
+        self._pool: weakref.ref[P] | None = None
         self.checks = 0
         #: Checked connections found broken (each one failed a checkout attempt).
         self.broken = 0
 
-    def watch(self, pool: ConnectionPool[Any]) -> None:
+    def watch(self, pool: P) -> None:
         self._pool = weakref.ref(pool)
+
+    def _found_broken(self) -> P | None:
+        """Count a broken connection; the pool whose idle connections to check now."""
+        self.broken += 1
+        return self._pool() if self._pool is not None else None
+
+
+class IdleCheck(_Checks[ConnectionPool[Any]]):
+    """The ``check`` callback of a ``ConnectionPool``; ``watch(pool)`` lets a broken connection
+    make it check all the idle ones (see the module docstring)."""
 
     def check(self, conn: psycopg.Connection[Any]) -> None:
         if self._returned.needs_check(conn):
@@ -73,29 +84,15 @@ class IdleCheck:
             try:
                 ConnectionPool.check_connection(conn)
             except Exception:
-                self.broken += 1
-                pool = self._pool() if self._pool is not None else None
-                if pool is not None:
+                if (pool := self._found_broken()) is not None:
                     pool.check()
                 raise
         self._returned.stamp(conn)
 
 
-class AsyncIdleCheck:
+class AsyncIdleCheck(_Checks[AsyncConnectionPool[Any]]):
     """The ``check`` callback of an ``AsyncConnectionPool``; ``watch(pool)`` as for
     ``IdleCheck``."""
-
-    def __init__(
-        self, idle_seconds: float = DEFAULT_IDLE_SECONDS, clock: Clock = monotonic
-    ) -> None:
-        self._returned = _LastCheckout(idle_seconds, clock)
-        self._pool: weakref.ref[AsyncConnectionPool[Any]] | None = None
-        self.checks = 0
-        #: Checked connections found broken (each one failed a checkout attempt).
-        self.broken = 0
-
-    def watch(self, pool: AsyncConnectionPool[Any]) -> None:
-        self._pool = weakref.ref(pool)
 
     async def check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if self._returned.needs_check(conn):
@@ -103,9 +100,7 @@ class AsyncIdleCheck:
             try:
                 await AsyncConnectionPool.check_connection(conn)
             except Exception:
-                self.broken += 1
-                pool = self._pool() if self._pool is not None else None
-                if pool is not None:
+                if (pool := self._found_broken()) is not None:
                     await pool.check()
                 raise
         self._returned.stamp(conn)
