@@ -191,6 +191,12 @@ class PgmqConsumer(Consumer):
         parked = self._broker.run(lambda conn: parking.park(conn, stored, error))
         correlation = str((stored.headers or {}).get(wire.CORRELATION_HEADER) or "")
         with logcontext.bound(**({"correlation_id": correlation} if correlation else {})):
+            if parked is None:  # another delivery finished it meanwhile: nothing to retry
+                log.info(
+                    "message %s of queue %s was gone when it was to be parked: %s",
+                    stored.msg_id, self.queue_name, error.splitlines()[0],
+                )  # fmt: skip
+                return
             log.warning(
                 "parked message %s of queue %s as #%s: %s (after fixing the cause: POST "
                 "/ops/dead-letters/%s/retry; to drop it: DELETE /ops/dead-letters/%s)",
