@@ -47,7 +47,7 @@ from tests.bench.dining_system import (
     wait_http,
     wait_settled,
 )
-from tests.bench.siege import SiegeResult, run_siege, write_rc
+from tests.bench.siege import CONNECTION_MODES, SiegeResult, run_siege, write_rc
 
 URL_LINES = 5000
 
@@ -223,11 +223,18 @@ def main() -> None:
         help="seconds to wait for every reservation to be terminal; 0: do not wait",
     )
     parser.add_argument("--api-only", action="store_true")
+    parser.add_argument(
+        "--connection",
+        choices=CONNECTION_MODES,
+        default="close",
+        help="siege's connection mode: close (siege's default, the seed's test: a new TCP "
+        "connection per request) or keep-alive (one per simulated user)",
+    )
     parser.add_argument("--name", default="dining_siege", help="bench-results/<name>.json")
     args = parser.parse_args()
     counts = [int(p) for p in args.processes.split(",")]
     procs = Processes()
-    rc = write_rc(procs.log_dir / "siegerc")
+    rc = write_rc(procs.log_dir / "siegerc", connection=args.connection)
     runs: list[dict[str, Any]] = []
     try:
         for n in counts:

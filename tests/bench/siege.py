@@ -41,13 +41,21 @@ def require_siege() -> str:
     return path
 
 
-def write_rc(path: Path, *, failures: int = 1_000_000) -> Path:
+CONNECTION_MODES = ("close", "keep-alive")
+
+
+def write_rc(path: Path, *, failures: int = 1_000_000, connection: str = "close") -> Path:
     """A siegerc with siege's own defaults (``connection = close``, HTTP/1.1, JSON output) but
     without verbose lines and with ``failures`` as the abort threshold: siege stops a run after
-    1,024 failed transactions by default, and a 503 from load shedding counts as one."""
+    1,024 failed transactions by default, and a 503 from load shedding counts as one.
+    ``connection = keep-alive`` makes each simulated user keep its connection, as a load
+    balancer in front of the API would."""
+    if connection not in CONNECTION_MODES:
+        raise ValueError(f"connection must be one of {CONNECTION_MODES}, not {connection!r}")
     path.write_text(
         "verbose = false\nquiet = true\njson_output = true\nlogging = false\n"
-        "protocol = HTTP/1.1\nconnection = close\nchunked = true\ncache = false\n"
+        f"protocol = HTTP/1.1\nconnection = {connection}\n"
+        "chunked = true\ncache = false\n"
         "parser = false\nlimit = 255\nbenchmark = true\n"
         f"failures = {failures}\n",
         encoding="utf-8",
