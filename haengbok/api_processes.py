@@ -24,11 +24,11 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from types import FrameType
 
 import uvicorn
 
 from haengbok.settings import Settings
+from haengbok.signals import on_signals
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,7 @@ class ApiProcesses:
             ) from exc
         sock.listen(2048)
         sock.set_inheritable(True)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
+        on_signals(self._on_signal)
         try:
             self._children = [self._start(sock) for _ in range(self._count)]
             log.info("API processes started: %s", ", ".join(str(c.pid) for c in self._children))
@@ -123,10 +122,15 @@ class ApiProcesses:
                 return
             self._children[i] = self._start(sock)
 
-    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
-        # A second signal while stopping is passed on too: the children then stop at once.
+    def _on_signal(self, sig: int) -> None:
+        # On the signals thread (haengbok.signals), beside the main thread that waits, starts
+        # and joins the children: so only their pids here, never their process objects (two
+        # threads reaping one child would leave the main thread unsure it ended). A second
+        # signal while stopping is passed on too: the children then stop at once.
         if self._stopping.is_set():
-            self._signal_children()
+            for pid in [child.pid for child in self._children if child.pid is not None]:
+                with contextlib.suppress(ProcessLookupError):  # gone meanwhile
+                    os.kill(pid, signal.SIGTERM)
         self._stopping.set()
 
     def _signal_children(self) -> None:

@@ -6,7 +6,6 @@ import atexit
 import gc
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import click
 
 from haengbok.settings import Settings
+from haengbok.signals import stop_on_signals
 
 
 def _database(settings: Settings) -> tuple[str, Any]:
@@ -118,7 +118,7 @@ def up(workers: int) -> None:
         grace_seconds=settings.shutdown_grace_seconds + 5,
         stale_seconds=settings.heartbeat_stale_seconds,
     )
-    _stop_on_signals(sup.stop)
+    stop_on_signals(sup.stop)
     base = f"http://{settings.api_host}:{settings.api_port}"
     where = "embedded PostgreSQL in " + str(settings.data_dir) if server else "DATABASE_URL"
     click.echo(
@@ -137,11 +137,6 @@ def up(workers: int) -> None:
     if server is not None:
         server.stop(force=True)
     click.echo("stopped")
-
-
-def _stop_on_signals(stop: Any) -> None:
-    signal.signal(signal.SIGINT, lambda *_: stop())
-    signal.signal(signal.SIGTERM, lambda *_: stop())
 
 
 @main.command()
@@ -219,7 +214,7 @@ def worker(threads: int | None, nice: int | None) -> None:
         projectors=bootstrap.projectors(),
     )
     stop = threading.Event()
-    _stop_on_signals(stop.set)
+    stop_on_signals(stop.set)
     proc.start()
     # Everything built so far (modules, the app's wiring, pools) lives as long as the process:
     # out of the collector's sight, a full collection walks only what came after. A worker's

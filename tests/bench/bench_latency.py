@@ -23,6 +23,7 @@ import uuid
 import psycopg
 
 from haengbok.settings import Settings
+from haengbok.signals import stop_on_signals
 from outbox.consumers import HandlerContext, Subscriber
 from outbox.envelope import Envelope, MessageContext, NewMessage
 from outbox.log import append
@@ -44,7 +45,7 @@ def worker_main() -> None:
     sub = Subscriber("bench_latency", frozenset({"bench.Pinged"}), handle)
     proc = WorkerProcess(settings, os.environ["DATABASE_URL"], subscribers=[sub])
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop_on_signals(stop.set)  # not in the handler itself: haengbok.signals
     proc.start()
     print("ready", flush=True)
     stop.wait()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import threading
 import time
 
 import psycopg
 
 from haengbok.settings import Settings
+from haengbok.signals import stop_on_signals
 from haengbok.worker import WorkerProcess
 from outbox.consumers import HandlerContext, Subscriber
 from outbox.envelope import Envelope, NewMessage
@@ -81,7 +81,7 @@ def main() -> None:
     )
     proc = WorkerProcess(settings, os.environ["DATABASE_URL"], subscribers=subscribers())
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop_on_signals(stop.set)  # not in the handler itself: haengbok.signals
     proc.start()
     print("ready", flush=True)
     stop.wait()
