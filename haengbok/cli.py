@@ -77,6 +77,15 @@ def schema_snapshot(check: bool) -> None:
     click.echo(f"wrote {REFERENCE_FILE}")
 
 
+def _worker_metrics_line(settings: Settings, workers: int) -> str:
+    first = settings.worker_metrics_port
+    if not first:
+        return ""
+    host = settings.worker_metrics_host
+    ports = ", ".join(f"http://{host}:{first + i}/metrics" for i in range(workers))
+    return f"\n  Worker metrics:     {ports}"
+
+
 @main.command()
 @click.option("--workers", default=1, show_default=True, help="Worker processes to run.")
 def up(workers: int) -> None:
@@ -107,12 +116,19 @@ def up(workers: int) -> None:
     # Each worker's liveness: a heartbeat file of its own, which the supervisor watches.
     beats = Path(tempfile.mkdtemp(prefix="haengbok-heartbeats-"))
     atexit.register(shutil.rmtree, beats, ignore_errors=True)
+    # HAENGBOK_WORKER_METRICS_PORT names the first worker's metrics port; the next get the
+    # ports after it (0: each a free one, named in its "worker running" line).
+    metrics_base = settings.worker_metrics_port
     children += [
         ChildSpec(
-            f"worker-{i + 1}", [*exe, "worker"], env, heartbeat_file=beats / f"worker-{i + 1}"
+            f"worker-{i + 1}",
+            [*exe, "worker"],
+            env if not metrics_base
+            else {**env, "HAENGBOK_WORKER_METRICS_PORT": str(metrics_base + i)},
+            heartbeat_file=beats / f"worker-{i + 1}",
         )
         for i in range(workers)
-    ]
+    ]  # fmt: skip
     sup = Supervisor(
         children,
         grace_seconds=settings.shutdown_grace_seconds + 5,
@@ -126,7 +142,7 @@ def up(workers: int) -> None:
         f"  API docs (Swagger): {base}/schema/swagger\n"
         f"  OpenAPI JSON:       {base}/schema/openapi.json\n"
         f"  Health:             {base}/health/ready\n"
-        f"  Metrics:            {base}/metrics\n"
+        f"  Metrics:            {base}/metrics{_worker_metrics_line(settings, workers)}\n"
         f"  A token:            .venv/bin/haengbok token --role customer --subject alice\n"
         f"  Queues and lag:     .venv/bin/haengbok status\n"
         f"  Payment provider:   {payment_url} (sandbox faults: PUT /admin/behaviour)\n"
@@ -195,6 +211,7 @@ def worker(threads: int | None, nice: int | None) -> None:
     from haengbok.heartbeat import Heartbeat
     from haengbok.logs import configure_logging
     from haengbok.worker import WorkerProcess, lower_cpu_priority
+    from haengbok.worker_metrics import MetricsServerError
 
     settings = Settings.from_env()
     if threads:
@@ -215,7 +232,10 @@ def worker(threads: int | None, nice: int | None) -> None:
     )
     stop = threading.Event()
     stop_on_signals(stop.set)
-    proc.start()
+    try:
+        proc.start()
+    except MetricsServerError as exc:
+        raise click.ClickException(str(exc)) from exc
     # Everything built so far (modules, the app's wiring, pools) lives as long as the process:
     # out of the collector's sight, a full collection walks only what came after. A worker's
     # full collections had taken 75-89 ms each, with the GIL held.
@@ -228,9 +248,14 @@ def worker(threads: int | None, nice: int | None) -> None:
             checks=[proc.threads_alive],
         )
         heartbeat.start()
+    metrics = (
+        f"metrics on http://{settings.worker_metrics_host}:{proc.metrics_port}/metrics"
+        if proc.metrics_port is not None
+        else "no metrics port"
+    )
     click.echo(
         f"worker running (pid {os.getpid()}, nice {in_effect}, {gc.get_freeze_count()} objects "
-        "frozen); SIGTERM or Ctrl-C to stop",
+        f"frozen, {metrics}); SIGTERM or Ctrl-C to stop",
         err=True,
     )
     stop.wait()

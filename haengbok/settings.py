@@ -63,6 +63,10 @@ class Settings:
     heartbeat_file: Path | None = None
     heartbeat_interval_seconds: float = 5.0
     heartbeat_stale_seconds: float = 30.0
+    # A worker's own Prometheus metrics (haengbok.worker_metrics): None serves none; 0 picks a
+    # free port (tests). The host defaults to loopback like the API's; a pod sets 0.0.0.0.
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
     max_backoff_ms: int = 30_000
     read_wait_max_seconds: float = 5.0
     max_request_body_bytes: int = 64 * 1024
@@ -124,6 +128,10 @@ class Settings:
             heartbeat_stale_seconds=_float(
                 "HAENGBOK_HEARTBEAT_STALE_SECONDS", cls.heartbeat_stale_seconds
             ),
+            worker_metrics_port=int(env["HAENGBOK_WORKER_METRICS_PORT"])
+            if env.get("HAENGBOK_WORKER_METRICS_PORT")
+            else None,
+            worker_metrics_host=env.get("HAENGBOK_WORKER_METRICS_HOST") or cls.worker_metrics_host,
             pool_max_size=_int("HAENGBOK_POOL_MAX_SIZE", 10),
             log_json=env.get("HAENGBOK_LOG_JSON", "") in ("1", "true", "yes"),
             drain_seconds=_float("HAENGBOK_DRAIN_SECONDS", 0.0),

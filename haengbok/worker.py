@@ -16,6 +16,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from haengbok.settings import Settings
+from haengbok.worker_metrics import WorkerMetrics
 from outbox import wire
 from outbox.broker import PgmqBroker
 from outbox.consumers import Subscriber, declare_subscribers, routes
@@ -93,6 +94,10 @@ class WorkerProcess:
             pool_max_size=threads + 2,
         )
         self.broker.add_middleware(CorrelationLogging(), before=type(self.broker.middleware[0]))
+        self.metrics = WorkerMetrics()
+        self.broker.add_middleware(self.metrics.middleware)
+        #: The port the worker's own metrics are served on, once started (None: not served).
+        self.metrics_port: int | None = None
         # One NOTIFY for the relay per few milliseconds of commits, not one per commit.
         self.wakeup = RelayWakeup(
             lambda: psycopg.connect(
@@ -124,8 +129,13 @@ class WorkerProcess:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._worker: dramatiq.Worker | None = None
+        self.metrics.watch(self.threads_alive, self.relay)
 
     def start(self) -> None:
+        # First: a port that cannot be had stops the start before any message is taken.
+        port = self.settings.worker_metrics_port
+        if port is not None:
+            self.metrics_port = self.metrics.serve(self.settings.worker_metrics_host, port)
         self.pool.open(wait=True, timeout=30)
         with self.pool.connection() as conn, conn.transaction():
             sync_routes(conn, routes(self.subscribers))
@@ -148,8 +158,10 @@ class WorkerProcess:
             )
             self._spawn("projections", runner.run)
         log.info(
-            "worker started: %d subscribers, %d projectors, relay=%s",
+            "worker started: %d subscribers, %d projectors, relay=%s, metrics=%s",
             len(self.subscribers), len(self.projectors), self.relay is not None,
+            f"http://{self.settings.worker_metrics_host}:{self.metrics_port}/metrics"
+            if self.metrics_port is not None else "off",
         )  # fmt: skip
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -179,3 +191,4 @@ class WorkerProcess:
         self.wakeup.stop()
         self.broker.close()
         self.pool.close()
+        self.metrics.close()

@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -209,3 +211,41 @@ class TestLiveness:
 def _mtime_when_present(path: Path) -> float:
     wait_until(path.exists, timeout=20, message="the heartbeat file appears")
     return path.stat().st_mtime
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class TestMetricsPort:
+    """``HAENGBOK_WORKER_METRICS_PORT``: the worker serves its own metrics there (one scrape
+    target per worker process, see haengbok.worker_metrics)."""
+
+    def test_the_worker_serves_its_metrics_and_names_the_address(
+        self, start_worker: StartWorker
+    ) -> None:
+        port = _free_port()
+        worker = start_worker([], {"HAENGBOK_WORKER_METRICS_PORT": str(port)})
+        line = worker.wait_running()
+        assert f"metrics on http://127.0.0.1:{port}/metrics" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        assert "haengbok_worker_threads_alive 1.0" in text
+        assert "process_cpu_seconds_total" in text
+
+    def test_a_port_in_use_is_an_error_that_says_what_to_change(
+        self, start_worker: StartWorker
+    ) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            worker = start_worker([], {"HAENGBOK_WORKER_METRICS_PORT": str(port)})
+            assert worker.proc.wait(timeout=60) == 1
+            assert worker.proc.stderr is not None
+            said = worker.proc.stderr.read()
+        assert f"cannot serve worker metrics on 127.0.0.1:{port}" in said
+        assert "HAENGBOK_WORKER_METRICS_PORT" in said
+        assert "Traceback" not in said
