@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from time import monotonic
 from types import FrameType
 
 import uvicorn
@@ -22,6 +22,7 @@ class DrainingServer(uvicorn.Server):
         self._app = app
         self._drain_seconds = drain_seconds
         self._draining = False
+        self._drain_until: tuple[float, int, FrameType | None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First signal: fail readiness, stop after the drain window. A second one: stop now.
@@ -34,9 +35,18 @@ class DrainingServer(uvicorn.Server):
             return
         self._draining = True
         begin_draining(self._app)
-        timer = threading.Timer(self._drain_seconds, super().handle_exit, args=(sig, frame))
-        timer.daemon = True
-        timer.start()
+        # Stopped by the main loop's next tick after this, not by a timer started here: this
+        # runs in a signal handler, where starting a thread takes locks the interrupted main
+        # thread may hold (haengbok.signals).
+        self._drain_until = (monotonic() + self._drain_seconds, sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's tick (every 0.1 s); ends the drain window once it has passed."""
+        if self._drain_until is not None and monotonic() >= self._drain_until[0]:
+            _, sig, frame = self._drain_until
+            self._drain_until = None
+            super().handle_exit(sig, frame)
+        return await super().on_tick(counter)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import threading
+import time
 
 import uvicorn
 from litestar import Litestar
@@ -21,13 +24,19 @@ def _server(drain_seconds: float) -> tuple[DrainingServer, Litestar]:
     ), app
 
 
-def test_a_started_server_fails_readiness_and_stops_after_the_drain() -> None:
+def test_a_started_server_fails_readiness_and_stops_at_a_tick_after_the_drain() -> None:
     server, app = _server(drain_seconds=0.2)
     server.started = True
+    threads = threading.active_count()
+    signalled = time.monotonic()
     server.handle_exit(signal.SIGTERM, None)
+    # A signal handler starts no thread (it could wait on a lock the main thread holds).
+    assert threading.active_count() == threads
     assert is_draining(app)
-    assert not server.should_exit  # still serving through the drain window
-    wait_until(lambda: server.should_exit, timeout=5, message="stopping after the drain")
+    assert not asyncio.run(server.on_tick(1))  # still serving through the drain window
+    wait_until(lambda: asyncio.run(server.on_tick(1)), timeout=5, message="stops after the drain")
+    assert server.should_exit
+    assert time.monotonic() - signalled >= 0.2
 
 
 def test_a_second_signal_stops_it_at_once() -> None:
