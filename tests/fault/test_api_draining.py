@@ -6,6 +6,7 @@ starts a child again that died."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -128,6 +129,28 @@ class TestSigtermDrains:
         exited_after = time.monotonic() - signalled
         assert returncode == 0
         assert exited_after >= DRAIN_SECONDS, "it kept serving for the whole drain window"
+
+
+@pytest.mark.fault
+def test_each_serving_process_freezes_what_it_built(
+    api_process: tuple[subprocess.Popen[bytes], str], tmp_path: Path
+) -> None:
+    # gc.freeze() once serving: full collections then walk only what came after.
+    proc, base = api_process
+    with httpx.Client(base_url=base, timeout=2.0) as client:
+        _wait_ready(proc, client)
+    servers = len(_servers(proc.pid)) or 1  # --processes 1 serves in the parent
+    frozen = wait_until(
+        lambda: (
+            found
+            if len(found := re.findall(r"objects_frozen=(\d+)", (tmp_path / "api.log").read_text()))
+            >= servers
+            else None
+        ),
+        timeout=START_TIMEOUT,
+        message="every serving process logs what it froze",
+    )
+    assert all(int(count) > 10_000 for count in frozen), frozen
 
 
 @pytest.fixture
