@@ -72,6 +72,30 @@ def _message_of(stored: Mapping[str, Any]) -> NewMessage:
     return NewMessage(stored["type"], stored["stream"], stored["payload"], kind=stored["kind"])
 
 
+class SagaParked(Exception):
+    """A message for a parked saga: kept, never applied to it nor dropped.
+
+    A saga parked waiting on its dead-lettered command resumes when that is re-queued, so the
+    message waits: the failure is ``transient`` (retried with back-off, no attempt counted,
+    never dead-lettered for it) and goes through once the saga runs again. A saga its
+    definition parked needs a person; the message then runs out of attempts and is parked
+    itself, with this text, next to the saga's reason. Both were dropped with a log line once,
+    which lost a late reply or a cancel the resumed saga then never saw.
+    """
+
+    def __init__(self, saga_type: str, inst: _Instance, message_type: str) -> None:
+        self.transient = inst.parked_from is not None
+        then = (
+            "it runs once the saga resumes (re-queue the saga's parked command)"
+            if self.transient
+            else "re-queue this message once the saga can go on"
+        )
+        super().__init__(
+            f"{saga_type} saga {inst.saga_id} is parked ({inst.parked_reason}): "
+            f"{message_type} kept for it; {then}"
+        )
+
+
 @dataclass
 class _Instance:
     saga_id: uuid.UUID
@@ -82,6 +106,9 @@ class _Instance:
     version: int
     correlation_id: uuid.UUID
     parked_reason: str | None = None
+    #: What a parked saga was doing before (``saga.park_waiting``): it resumes when its
+    #: dead-lettered command is re-queued. None for a saga its definition parked.
+    parked_from: str | None = None
     deadline_at: datetime | None = None
     deadline_name: str | None = None
     deadline_msg_id: int | None = None
@@ -219,10 +246,7 @@ class SagaRunner:
             )
             return
         if inst.status == "PARKED":
-            log.warning(
-                "saga %s is parked (%s); %s not applied", saga_id, inst.parked_reason, env.type
-            )
-            return
+            raise SagaParked(self.definition.saga_type, inst, env.type)
         if (
             inst.status == "COMPENSATING"
             and inst.stack
@@ -399,7 +423,9 @@ def _instance(row: Mapping[str, Any]) -> _Instance:
                      list(row["completed_steps"]), row["version"], row["correlation_id"],
                      deadline_at=row["deadline_at"], deadline_name=row["deadline_name"],
                      deadline_msg_id=row["deadline_msg_id"],
-                     deadline_msg_at=row["deadline_msg_at"])  # fmt: skip
+                     deadline_msg_at=row["deadline_msg_at"],
+                     parked_reason=row["parked_reason"],
+                     parked_from=row["parked_from"])  # fmt: skip
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,6 +1,6 @@
 -- name: lock
 SELECT saga_id, saga_type, status, step, state, completed_steps, version, correlation_id,
-       deadline_at, deadline_name, deadline_msg_id, deadline_msg_at
+       deadline_at, deadline_name, deadline_msg_id, deadline_msg_at, parked_reason, parked_from
 FROM saga.instance WHERE saga_id = %(saga_id)s FOR UPDATE
 
 -- name: insert
@@ -75,7 +75,7 @@ WHERE status = 'RUNNING' AND deadline_msg_id IS NULL AND deadline_at IS NOT NULL
 -- A batch's instances, locked in saga_id order (two batches never wait on each other in a
 -- cycle).
 SELECT saga_id, saga_type, status, step, state, completed_steps, version, correlation_id,
-       deadline_at, deadline_name, deadline_msg_id, deadline_msg_at
+       deadline_at, deadline_name, deadline_msg_id, deadline_msg_at, parked_reason, parked_from
 FROM saga.instance WHERE saga_id = ANY(%(saga_ids)s::uuid[])
 ORDER BY saga_id
 FOR UPDATE

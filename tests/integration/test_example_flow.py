@@ -19,6 +19,7 @@ from haengbok.worker import WorkerProcess
 from outbox.envelope import MessageContext
 from outbox.log import append
 from outbox.sagas import to_new_message
+from sql import query
 from tests.example import handlers
 from tests.example.shop import OrderPlaced, StockReserved
 from tests.waiting import wait_until
@@ -153,3 +154,62 @@ class TestParking:
             append(conn, [to_new_message(StockReserved(order_id))], MessageContext.new())
         row = wait_until(lambda: settled(database_url, order_id, "PARKED"))
         assert row["parked_reason"] == "stock reserved while done"
+
+    def test_a_message_for_a_saga_parked_on_a_dead_letter_waits_and_runs_once_it_resumes(
+        self, database_url: str, worker: WorkerProcess, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # The stock context never answers; the saga is then parked as saga.park_waiting parks
+        # it when its command is dead-lettered. The reply comes while it is parked.
+        order_id = uuid.uuid4()
+        with psycopg.connect(database_url) as conn:
+            conn.execute("INSERT INTO public.shop_ignored_orders VALUES (%s)", [order_id])
+            append(conn, [to_new_message(OrderPlaced(order_id, 500, 60_000))], MessageContext.new())
+        row = wait_until(lambda: settled(database_url, order_id, "RUNNING"))
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "UPDATE saga.instance SET status = 'PARKED', parked_from = 'RUNNING',"
+                " parked_reason = 'its command is parked', deadline_at = NULL,"
+                " version = version + 1 WHERE saga_id = %s",
+                [order_id],
+            )
+            append(conn, [to_new_message(StockReserved(order_id))], MessageContext.new())
+        caplog.set_level("WARNING", logger="outbox.retries")
+        wait_until(
+            lambda: sum("SagaParked" in r.getMessage() for r in caplog.records) >= 2,
+            message="the reply is retried, not dropped",
+        )
+        assert settled(database_url, order_id, "PARKED") is not None
+        assert "kept for it" in next(r.getMessage() for r in caplog.records if "SagaParked" in
+                                     r.getMessage())  # fmt: skip
+
+        with psycopg.connect(database_url) as conn:  # what re-queueing the command does
+            conn.execute(query("saga.resume_parked"),
+                         {"saga_id": order_id, "saga_type": row["saga_type"]})  # fmt: skip
+        done = wait_until(lambda: settled(database_url, order_id, "COMPLETED"), timeout=20)
+        assert done["step"] is not None
+        with psycopg.connect(database_url) as conn:
+            parked = conn.execute("SELECT count(*) FROM ops.parked_message").fetchone()
+        assert parked == (0,), "a wait, never a dead letter"
+
+    def test_a_message_for_a_saga_its_definition_parked_is_parked_itself_not_dropped(
+        self, database_url: str, worker: WorkerProcess
+    ) -> None:
+        order_id, _ = place(database_url, 500)
+        wait_until(lambda: settled(database_url, order_id, "COMPLETED"))
+        with psycopg.connect(database_url) as conn:
+            append(conn, [to_new_message(StockReserved(order_id))], MessageContext.new())
+        wait_until(lambda: settled(database_url, order_id, "PARKED"))
+        with psycopg.connect(database_url) as conn:
+            append(conn, [to_new_message(StockReserved(order_id))], MessageContext.new())
+
+        def parked_reason() -> str | None:
+            with psycopg.connect(database_url) as conn:
+                found = conn.execute("SELECT error FROM ops.parked_message").fetchone()
+            return None if found is None else str(found[0])
+
+        reason = wait_until(parked_reason, timeout=20, message="the message is dead-lettered")
+        assert f"saga {order_id} is parked (stock reserved while done)" in reason
+        assert "re-queue this message once the saga can go on" in reason
+        assert settled(database_url, order_id, "PARKED")["parked_reason"] == (
+            "stock reserved while done"
+        )
