@@ -166,12 +166,18 @@ async def record_visit(
         raise ReservationNotFound(f"none of your restaurants has a reservation {reservation_id}")
     reservation = reservation_from_row(row)
     visited = reservation.record_visit(outcome, now)
-    if outcome is not VisitOutcome.NO_SHOW or not reservation.rated:
+    if outcome is not VisitOutcome.NO_SHOW:
         return await _save(conn, ctx, reservation, visited)
-    # The party never came: a rating given once the slot had begun no longer counts.
+    # The party never came: a rating given once the slot had begun no longer counts. Read in
+    # a statement of its own, now that the row is locked: the lock statement's snapshot is
+    # from before it waited for the lock (READ COMMITTED), so its "rated" misses a rating
+    # whose transaction committed meanwhile, as one racing this visit does.
     rating = await one_async(conn, "dining.get_rating", reservation_id=reservation_id)
-    withdrawn = [] if rating is None else [reservation.withdraw_rating(int(rating["score"]))]
-    return await _save(conn, ctx, reservation, visited, *withdrawn)
+    if rating is None:
+        return await _save(conn, ctx, reservation, visited)
+    reservation.rated = True
+    withdrawn = reservation.withdraw_rating(int(rating["score"]))
+    return await _save(conn, ctx, reservation, visited, withdrawn)
 
 
 async def rate_reservation(

@@ -102,6 +102,8 @@ FROM reservation.reservation r WHERE r.reservation_id = %(reservation_id)s
 
 -- name: lock_reservation
 -- Every change of a reservation (HTTP or saga command) takes this lock first: they serialise.
+-- "rated" is as of the statement's snapshot, taken before any wait for the lock: a rating
+-- committed while it waited is not in it (record_visit reads the rating again after it).
 SELECT r.reservation_id, r.customer, r.restaurant_id, r.restaurant_name, r.date, r.slot,
        r.party_size, r.deposit_amount, r.status, r.status_reason,
        EXISTS (SELECT 1 FROM reservation.rating g WHERE g.reservation_id = r.reservation_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -33,6 +34,7 @@ from tests.integration.dining.support import (
     reserve,
     status,
 )
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -415,3 +417,66 @@ class TestVisitAndRatingTooEarly:
         )
         assert_problem(response, 409)
         assert count_rows(database_url, "reservation.rating") == 0
+
+
+class TestARatingRacingANoShow:
+    """The customer's rating and the owner's NO_SHOW at the same moment: whichever commits
+    first, a rating that stands on a no-show is withdrawn. The visit's lock statement waits for
+    the rating's transaction, but its snapshot is from before the wait (READ COMMITTED): it
+    could not see the rating just committed, and the no-show's rating kept counting (found by
+    two requests sent together, 5 of 10 tries)."""
+
+    def test_a_rating_committed_while_the_visit_waits_is_withdrawn(
+        self,
+        client: Client,
+        settings: Settings,
+        database_url: str,
+        restaurant: dict[str, Any],
+        clock: MovableClock,
+    ) -> None:
+        rid = reserve(client, customer(settings), restaurant["restaurant_id"])
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "UPDATE reservation.reservation SET status = 'CONFIRMED' WHERE reservation_id = %s",
+                [rid],
+            )
+        clock.advance(dt.timedelta(days=2))  # the slot has begun: both requests are allowed
+        with psycopg.connect(database_url) as rating, ThreadPoolExecutor(1) as pool:
+            # The rating's transaction, as rate_reservation runs it: the row lock, then the row.
+            rating.execute(
+                "SELECT 1 FROM reservation.reservation WHERE reservation_id = %s FOR UPDATE",
+                [rid],
+            )
+            rating.execute(
+                "INSERT INTO reservation.rating (reservation_id, score) VALUES (%s, 2)", [rid]
+            )
+            visit = pool.submit(
+                client.post,
+                f"/dining/reservations/{rid}/visit",
+                json={"outcome": "NO_SHOW"},
+                headers=owner(settings),
+            )
+            wait_until(
+                lambda: _waits_for_a_lock(database_url, rating.info.backend_pid),
+                message="the visit waits for the rating's lock",
+            )
+            rating.commit()
+            response = visit.result(timeout=30)
+        assert response.status_code == 202, response.text
+        assert events(database_url, rid)[-2:] == ["VisitRecorded", "RatingWithdrawn"]
+        with psycopg.connect(database_url) as conn:
+            withdrawn = conn.execute(
+                "SELECT payload ->> 'score' FROM outbox.event"
+                " WHERE type = 'reservation.RatingWithdrawn' AND stream = %s",
+                [f"reservation-{rid}"],
+            ).fetchone()
+        assert withdrawn == ("2",)
+
+
+def _waits_for_a_lock(url: str, holder_pid: int) -> bool:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            [holder_pid],
+        ).fetchone()
+    return bool(row and row[0])
