@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
@@ -24,6 +24,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from psycopg.rows import dict_row, tuple_row
 
+from api import cursors
 from api.auth import Role, requires_roles
 from api.circuit_breakers import CircuitBreakerView, read_circuit_breakers
 from api.openapi import problem_responses
@@ -81,21 +82,9 @@ SAGA_PAGE_HEADERS = [
 _CONNECT_TIMEOUT_SECONDS = 5
 
 
-# "<updated_at ISO 8601>~<saga id>": where the page before ended.
-_SAGA_CURSOR_PATTERN = r"^[0-9TZ:.+\-]{19,40}~[0-9a-f\-]{36}$"
-
-
 def _saga_cursor(after: str | None) -> tuple[datetime | None, uuid.UUID | None]:
-    if after is None:
-        return None, None
-    at, _, saga_id = after.partition("~")
-    try:
-        return datetime.fromisoformat(at), uuid.UUID(saga_id)
-    except ValueError:
-        raise problem(
-            400, "invalid-cursor", title="Invalid cursor",
-            detail="`after` must be the X-Next-Cursor of a page of /ops/sagas.",
-        ) from None  # fmt: skip
+    # "<updated_at>~<saga id>": where the page before ended (api.cursors).
+    return (None, None) if after is None else cursors.decode(after, page="/ops/sagas")
 
 
 async def _rows(
@@ -245,7 +234,7 @@ class OpsController(Controller):
         after: Annotated[
             str | None,
             QueryParameter(
-                pattern=_SAGA_CURSOR_PATTERN,
+                pattern=cursors.PATTERN,
                 description="Cursor: the page after the one whose "
                 f"`{NEXT_CURSOR_HEADER}` this is. Start without it",
             ),
@@ -261,9 +250,7 @@ class OpsController(Controller):
         headers: dict[str, str] = {}
         if len(rows) > limit:
             last = rows[limit - 1]
-            # In UTC with a "Z": no "+" that a client would have to escape in a query.
-            at = last["updated_at"].astimezone(UTC).isoformat().replace("+00:00", "Z")
-            cursor = f"{at}~{last['saga_id']}"
+            cursor = cursors.encode(last["updated_at"], last["saga_id"])
             query_params: dict[str, str | int] = {"limit": limit, "after": cursor}
             if status is not None:
                 query_params["status"] = str(status)

@@ -17,6 +17,7 @@ from litestar import Controller, Response, Router, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
+from api import cursors
 from api.auth import Principal, Role, requires_roles
 from api.dining import services, views
 from api.dining.freshness import STALE_RESPONSE_HEADERS, MinPosition, caught_up, stale_headers
@@ -218,14 +219,28 @@ class CustomerCenter(Controller):
         settings: NamedDependency[Settings],
         limit: Limit = 20,
         offset: Offset = 0,
+        after: Annotated[
+            str | None,
+            QueryParameter(
+                pattern=cursors.PATTERN_OR_NO_TIME,
+                description="Cursor: the page after the one whose `next_after` this is (instead "
+                "of `offset`: reservations made meanwhile do not shift the pages)",
+            ),
+        ] = None,
         min_position: MinPosition = None,
     ) -> Response[ReservationPage]:
-        """My reservations, newest first."""
+        """My reservations, newest first, by `offset` or by the cursor `after`."""
+        if after is not None and offset:
+            raise problem(
+                400, "offset-and-cursor", title="Offset and cursor together",
+                detail="Page with `offset` or with `after` (the `next_after` of the page "
+                "before), not both.",
+            )  # fmt: skip
         fresh = await caught_up(
             db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
         )
         page = await views.customer_reservations(
-            db_conn, principal.subject, limit=limit, offset=offset
+            db_conn, principal.subject, limit=limit, offset=offset, after=after
         )
         return Response(page, headers=stale_headers(fresh))
 

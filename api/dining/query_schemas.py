@@ -73,12 +73,15 @@ class ReservationState(msgspec.Struct, kw_only=True):
 
 
 class ReservationPage(msgspec.Struct, kw_only=True):
-    """A page of my reservations, newest first; ``next_offset`` is null on the last page."""
+    """A page of my reservations, newest first; ``next_offset`` and ``next_after`` are null on
+    the last page. Page on with ``after=next_after``: a reservation made meanwhile then does
+    not push earlier ones onto the next page again, as it does with ``offset``."""
 
     items: list[ReservationState]
     limit: int
     offset: int
     next_offset: int | None
+    next_after: str | None = None
 
 
 class TimelineEntry(msgspec.Struct, kw_only=True):

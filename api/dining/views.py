@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from api import cursors
 from api.dining.query_schemas import (
     DepositState,
     ReservationPage,
@@ -118,19 +119,28 @@ async def written_reservation_row(
 
 
 async def customer_reservations(
-    conn: AsyncConn, customer: str, *, limit: int, offset: int
+    conn: AsyncConn, customer: str, *, limit: int, offset: int, after: str | None = None
 ) -> ReservationPage:
-    """The customer's reservations, newest first, one page."""
+    """The customer's reservations, newest first, one page: ``offset`` rows in, or the rows
+    after the cursor ``after`` (``next_after`` of the page before, see ``api.cursors``)."""
     # One row more than asked tells whether another page follows, without counting.
-    rows = await _rows(
-        conn, "dining_read.customer_reservations", customer=customer, limit=limit + 1, offset=offset
-    )
+    if after is None:
+        rows = await _rows(conn, "dining_read.customer_reservations", customer=customer,
+                           limit=limit + 1, offset=offset)  # fmt: skip
+    else:
+        after_at, after_id = cursors.decode(after, page="/dining/customer-center/reservations")
+        rows = await _rows(conn, "dining_read.customer_reservations_after", customer=customer,
+                           limit=limit + 1, after_at=after_at, after_id=after_id)  # fmt: skip
     more = len(rows) > limit
+    page = rows[:limit]
     return ReservationPage(
-        items=[reservation_view(r) for r in rows[:limit]],
+        items=[reservation_view(r) for r in page],
         limit=limit,
         offset=offset,
-        next_offset=offset + limit if more else None,
+        next_offset=offset + limit if more and after is None else None,
+        next_after=cursors.encode(page[-1]["requested_at"], page[-1]["reservation_id"])
+        if more
+        else None,
     )
 
 

@@ -198,6 +198,53 @@ class TestCustomerCenter:
         assert first["items"][0]["status"] == "CANCELLED"
         assert [r["customer"] for r in bobs.json()["items"]] == ["bob"]
 
+    def test_paging_by_cursor_skips_what_was_made_meanwhile_and_repeats_nothing(
+        self,
+        client: Client,
+        settings: Settings,
+        database_url: str,
+        dining_projectors: list[Projector],
+        world: dict[str, Any],
+    ) -> None:
+        auth = _as(settings, "alice")
+        path = "/dining/customer-center/reservations"
+        first = client.get(f"{path}?limit=1", headers=auth).json()
+        assert first["items"][0]["reservation_id"] == str(world["cancelled"].reservation_id)
+        assert first["next_after"] is not None
+
+        # A new reservation while alice pages: by offset it would push "cancelled" onto the
+        # second page again.
+        newer = Booking(restaurant_id=world["kimchi"].restaurant_id)
+        record(database_url, newer.requested())
+        catch_up(database_url, dining_projectors)
+        by_offset = client.get(f"{path}?limit=1&offset=1", headers=auth).json()
+        assert by_offset["items"][0]["reservation_id"] == str(world["cancelled"].reservation_id)
+
+        second = client.get(
+            path, params={"limit": 1, "after": first["next_after"]}, headers=auth
+        ).json()
+        assert [r["reservation_id"] for r in second["items"]] == [
+            str(world["confirmed"].reservation_id)
+        ]
+        assert (second["next_after"], second["next_offset"]) == (None, None)
+
+    @pytest.mark.parametrize(
+        ("query", "slug"),
+        [
+            ({"after": "not-a-cursor"}, "validation-error"),
+            ({"after": f"2026-13-01T00:00:00Z~{uuid.uuid4()}"}, "invalid-cursor"),
+            ({"after": f"-~{uuid.uuid4()}", "offset": 1}, "offset-and-cursor"),
+        ],
+    )
+    def test_a_bad_cursor_is_a_400_problem(
+        self, client: Client, settings: Settings, query: dict[str, Any], slug: str
+    ) -> None:
+        response = client.get(
+            "/dining/customer-center/reservations", params=query, headers=_as(settings, "alice")
+        )
+        assert_problem(response, 400)
+        assert response.json()["type"].endswith(slug), response.json()
+
     def test_my_timeline_of_one_reservation_in_log_order(
         self, client: Client, settings: Settings, world: dict[str, Any]
     ) -> None:
