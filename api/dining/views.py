@@ -124,13 +124,14 @@ async def customer_reservations(
     """The customer's reservations, newest first, one page: ``offset`` rows in, or the rows
     after the cursor ``after`` (``next_after`` of the page before, see ``api.cursors``)."""
     # One row more than asked tells whether another page follows, without counting.
-    if after is None:
-        rows = await _rows(conn, "dining_read.customer_reservations", customer=customer,
-                           limit=limit + 1, offset=offset)  # fmt: skip
-    else:
-        after_at, after_id = cursors.decode(after, page="/dining/customer-center/reservations")
-        rows = await _rows(conn, "dining_read.customer_reservations_after", customer=customer,
-                           limit=limit + 1, after_at=after_at, after_id=after_id)  # fmt: skip
+    after_at, after_id = (
+        (None, None)
+        if after is None
+        else cursors.decode(after, page="/dining/customer-center/reservations")
+    )
+    rows = await _rows(conn, "dining_read.customer_reservations", customer=customer,
+                       limit=limit + 1, offset=offset, after_at=after_at,
+                       after_id=after_id)  # fmt: skip
     more = len(rows) > limit
     page = rows[:limit]
     return ReservationPage(

@@ -24,34 +24,26 @@ FROM reservation.reservation
 WHERE reservation_id = %(reservation_id)s
 
 -- name: customer_reservations
--- Newest first: the (customer, requested_at DESC NULLS LAST) index, ties by id.
+-- Newest first: the (customer, requested_at DESC NULLS LAST) index, ties by id. A page is
+-- offset rows in, or the rows after a cursor (api.cursors; after_id NULL: none), which a row
+-- requested later than the cursor (made while the client pages) does not shift as it shifts
+-- offsets. after_at NULL with a cursor: it is in the rows without a requested_at, which come
+-- last.
 SELECT reservation_id, customer, restaurant_id, restaurant_name, reserved_date, slot,
        party_size, deposit_amount, status, reject_reason, deposit_status, deposit_reason,
        deposit_updated_at, booking_status, booking_reason, recommendation_status,
        rating_score, rating_comment, rated_at, requested_at, updated_at, last_global_position
 FROM customer_center.reservation
 WHERE customer = %(customer)s
+  AND (%(after_id)s::uuid IS NULL
+       OR CASE WHEN %(after_at)s::timestamptz IS NULL
+               THEN requested_at IS NULL AND reservation_id < %(after_id)s::uuid
+               ELSE (requested_at, reservation_id)
+                        < (%(after_at)s::timestamptz, %(after_id)s::uuid)
+                    OR requested_at IS NULL
+          END)
 ORDER BY requested_at DESC NULLS LAST, reservation_id DESC
 LIMIT %(limit)s OFFSET %(offset)s
-
--- name: customer_reservations_after
--- The page after a cursor (api.cursors): the rows after (requested_at, reservation_id) in the
--- order above; one requested later than the cursor (made while the client pages) is not on
--- a later page, as it would be by offset. after_at NULL: the cursor is in the rows without a
--- requested_at, which come last.
-SELECT reservation_id, customer, restaurant_id, restaurant_name, reserved_date, slot,
-       party_size, deposit_amount, status, reject_reason, deposit_status, deposit_reason,
-       deposit_updated_at, booking_status, booking_reason, recommendation_status,
-       rating_score, rating_comment, rated_at, requested_at, updated_at, last_global_position
-FROM customer_center.reservation
-WHERE customer = %(customer)s
-  AND CASE WHEN %(after_at)s::timestamptz IS NULL
-           THEN requested_at IS NULL AND reservation_id < %(after_id)s::uuid
-           ELSE (requested_at, reservation_id) < (%(after_at)s::timestamptz, %(after_id)s::uuid)
-                OR requested_at IS NULL
-      END
-ORDER BY requested_at DESC NULLS LAST, reservation_id DESC
-LIMIT %(limit)s
 
 -- name: customer_timeline
 -- The customer's own entries only: ownership comes from the reservation row (only the request

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import uuid
 from typing import Any
 
 import psycopg
@@ -39,8 +41,14 @@ class TestCustomerCenterPlans:
             reservations = _plan(
                 conn,
                 "dining_read.customer_reservations",
-                {"customer": "c7", "limit": 21, "offset": 0},
+                {"customer": "c7", "limit": 21, "offset": 0, "after_at": None, "after_id": None},
             )
+            after_a_cursor = _plan(
+                conn,
+                "dining_read.customer_reservations",
+                {"customer": "c7", "limit": 21, "offset": 0, "after_id": uuid.uuid4(),
+                 "after_at": dt.datetime.now(dt.UTC)},
+            )  # fmt: skip
             timeline = _plan(
                 conn,
                 "dining_read.customer_timeline",
@@ -48,7 +56,8 @@ class TestCustomerCenterPlans:
             )
 
         assert "reservation_customer_requested_at_idx" in reservations
+        assert "reservation_customer_requested_at_idx" in after_a_cursor
         assert "reservation_customer_requested_at_idx" in timeline
         assert "timeline_reservation_id_global_position_idx" in timeline
-        for plan in (reservations, timeline):
+        for plan in (reservations, after_a_cursor, timeline):
             assert "Seq Scan" not in plan
