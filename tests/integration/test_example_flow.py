@@ -18,10 +18,10 @@ from haengbok.settings import Settings
 from haengbok.worker import WorkerProcess
 from outbox.envelope import MessageContext
 from outbox.log import append
-from outbox.sagas import to_new_message
+from outbox.sagas import SagaRunner, to_new_message
 from sql import query
 from tests.example import handlers
-from tests.example.shop import OrderPlaced, StockReserved
+from tests.example.shop import OrderPlaced, OrderSaga, StockReserved
 from tests.waiting import wait_until
 
 SETTINGS = replace(
@@ -155,8 +155,25 @@ class TestParking:
         row = wait_until(lambda: settled(database_url, order_id, "PARKED"))
         assert row["parked_reason"] == "stock reserved while done"
 
+    @pytest.mark.parametrize("saga_batch", [1, 8], ids=["alone", "in batches"])
     def test_a_message_for_a_saga_parked_on_a_dead_letter_waits_and_runs_once_it_resumes(
-        self, database_url: str, worker: WorkerProcess, caplog: pytest.LogCaptureFixture
+        self, database_url: str, saga_batch: int, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with psycopg.connect(database_url) as conn:
+            conn.execute(handlers.SCHEMA)
+        subscribers = [
+            SagaRunner(OrderSaga()).subscriber(batch_size=saga_batch),
+            *handlers.subscribers()[1:],
+        ]
+        worker = WorkerProcess(SETTINGS, database_url, subscribers=subscribers)
+        worker.start()
+        try:
+            self._waits_and_runs_once_resumed(database_url, caplog)
+        finally:
+            worker.stop(timeout_seconds=5)
+
+    def _waits_and_runs_once_resumed(
+        self, database_url: str, caplog: pytest.LogCaptureFixture
     ) -> None:
         # The stock context never answers; the saga is then parked as saga.park_waiting parks
         # it when its command is dead-lettered. The reply comes while it is parked.
