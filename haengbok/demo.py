@@ -76,6 +76,8 @@ Try the Dining scenario (seed order):
   curl -s {base_url}/dining/customer-center/reservations -H "Authorization: Bearer $ALICE"
   # 7. cancel: refund, restaurant told, recommendation entry deleted
   curl -s -X POST {base_url}/dining/reservations/$RES/cancel -H "Authorization: Bearer $ALICE" -H 'Prefer: wait=5'
+  # the owner's day: whom to expect, by slot (and whose visit to record)
+  curl -s "{base_url}/dining/restaurants/{restaurant_id}/reservations?date={day}" -H "Authorization: Bearer $OWNER"
   # 8. after a visit (slot begun): the owner records it, the customer rates
   #    POST /dining/reservations/$RES/visit {{"outcome": "COMPLETED"}} (owner), then
   #    POST /dining/reservations/$RES/rating {{"score": 5, "comment": "great"}} (customer)

@@ -9,6 +9,7 @@ catalogue, which has no projection, comes from the restaurant context's query fu
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from api.dining.query_schemas import (
     RecommendationList,
     ReservationPage,
     ReservationState,
+    RestaurantDayPage,
     RestaurantPage,
     TimelinePage,
 )
@@ -33,6 +35,7 @@ from api.dining.schemas import RestaurantView
 from api.openapi import problem_responses
 from api.problems import problem
 from api.schemas import MAX_BIGINT, NO_NUL
+from domain.dining.reservation import ReservationStatus
 from haengbok.settings import Settings
 from projections.dining.customer_reservations import CustomerReservations
 from projections.dining.customer_timeline import CustomerTimeline
@@ -142,6 +145,67 @@ class RestaurantQueries(Controller):
         if found is None:
             raise _not_found("restaurant", restaurant_id, fresh=True)
         return RestaurantView.of(found)
+
+
+# "<slot>~<reservation id>": where the page before ended.
+_DAY_CURSOR = r"^[0-9]{2}:[0-9]{2}~[0-9a-f\-]{36}$"
+
+
+def _day_cursor(after: str | None) -> tuple[str, uuid.UUID] | None:
+    if after is None:
+        return None
+    slot, _, ident = after.partition("~")
+    try:
+        return slot, uuid.UUID(ident)
+    except ValueError:
+        raise problem(
+            400, "invalid-cursor", title="Invalid cursor",
+            detail="`after` must be the `next_after` of a page of this list.",
+        ) from None  # fmt: skip
+
+
+class RestaurantDayQueries(Controller):
+    """A restaurant's reservations of one day, for its owner (or ops)."""
+
+    path = "/restaurants"
+    tags = ["dining"]
+    guards = [requires_roles(Role.RESTAURANT_OWNER, Role.OPS)]
+
+    @get(
+        "/{restaurant_id:uuid}/reservations",
+        operation_id="listRestaurantReservations",
+        responses=problem_responses(400, 401, 403, 404, 503),
+    )
+    async def restaurant_reservations(
+        self,
+        db_conn: AsyncConn,
+        principal: NamedDependency[Principal],
+        restaurant_id: FromPath[uuid.UUID],
+        date: Annotated[dt.date, QueryParameter(description="The day (YYYY-MM-DD)")],
+        status: Annotated[
+            ReservationStatus | None, QueryParameter(description="Only this status")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size")] = 100,
+        after: Annotated[
+            str | None,
+            QueryParameter(
+                pattern=_DAY_CURSOR,
+                description="Cursor: the page after the one whose `next_after` this is",
+            ),
+        ] = None,
+        min_position: MinPosition = None,
+    ) -> RestaurantDayPage:
+        """Whom to expect: the day's reservations by slot, every status (filter with
+        `status`, e.g. CONFIRMED to record visits). Read from the reservation context's own
+        rows, so a reservation is listed once its request returns (``min_position`` is always
+        reached). Another owner's restaurant is a 404, as an unknown one."""
+        found = await services.get_restaurant(db_conn, restaurant_id)
+        if found is None or (Role.OPS not in principal.roles and found.owner != principal.subject):
+            raise _not_found("restaurant", restaurant_id, fresh=True)
+        return await views.restaurant_day(
+            db_conn, restaurant_id, date, status=None if status is None else str(status),
+            limit=limit, after=_day_cursor(after),
+        )  # fmt: skip
 
 
 class ReservationQueries(Controller):
@@ -317,6 +381,7 @@ class RecommendationQueries(Controller):
 # the command controllers are served too, these belong in the same /dining router as them.
 QUERY_CONTROLLERS: tuple[type[Controller], ...] = (
     RestaurantQueries,
+    RestaurantDayQueries,
     ReservationQueries,
     CustomerCenter,
     RecommendationQueries,

@@ -130,3 +130,27 @@ class RestaurantPage(msgspec.Struct, kw_only=True):
     limit: int
     offset: int
     next_offset: int | None
+
+
+class ExpectedReservation(msgspec.Struct, kw_only=True):
+    """One reservation as its restaurant's owner sees it: who comes, when, how many."""
+
+    reservation_id: uuid.UUID
+    customer: str
+    date: dt.date
+    slot: str
+    party_size: int
+    status: ReservationStatus
+    status_reason: str | None
+    requested_at: dt.datetime
+
+
+class RestaurantDayPage(msgspec.Struct, kw_only=True):
+    """A restaurant's reservations of one day, by slot; ``next_after`` (null on the last page)
+    is the ``after`` of the next page."""
+
+    restaurant_id: uuid.UUID
+    date: dt.date
+    items: list[ExpectedReservation]
+    limit: int
+    next_after: str | None

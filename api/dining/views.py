@@ -6,19 +6,23 @@ who may see what (the controllers do), except that customer-scoped views filter 
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
 from api import cursors
 from api.dining.query_schemas import (
     DepositState,
+    ExpectedReservation,
     ReservationPage,
     ReservationRating,
     ReservationState,
+    RestaurantDayPage,
     RestaurantRanking,
     TimelineEntry,
     TimelinePage,
@@ -198,3 +202,28 @@ async def ranking(
         )
         for rank, r in enumerate(rows, start=offset + 1)
     ]
+
+
+async def restaurant_day(
+    conn: AsyncConn,
+    restaurant_id: uuid.UUID,
+    day: dt.date,
+    *,
+    status: str | None,
+    limit: int,
+    after: tuple[str, uuid.UUID] | None,
+) -> RestaurantDayPage:
+    """A restaurant's reservations of ``day`` by slot, after ``after`` = (slot, id)."""
+    after_slot, after_id = after if after is not None else (None, None)
+    rows = await _rows(conn, "dining_read.restaurant_reservations", restaurant_id=restaurant_id,
+                       date=day, status=status, limit=limit + 1, after_slot=after_slot,
+                       after_id=after_id)  # fmt: skip
+    page = rows[:limit]
+    more = len(rows) > limit
+    return RestaurantDayPage(
+        restaurant_id=restaurant_id,
+        date=day,
+        items=[msgspec.convert(r, ExpectedReservation) for r in page],
+        limit=limit,
+        next_after=f"{page[-1]['slot']}~{page[-1]['reservation_id']}" if more else None,
+    )

@@ -79,3 +79,17 @@ FULL JOIN active a USING (restaurant_id)
 ORDER BY bayesian_average DESC, rating_count DESC, restaurant_id
 LIMIT %(limit)s OFFSET %(offset)s
 
+
+-- name: restaurant_reservations
+-- A restaurant's reservations of one day by slot: its owner's list of whom to expect and whose
+-- visit to record. From the reservation context's own table, so a reservation is listed as
+-- soon as its request returns (reservation_restaurant_day_idx, 0013). A page continues after
+-- the (slot, reservation_id) of the last row of the page before.
+SELECT reservation_id, customer, date, slot, party_size, status, status_reason, requested_at
+FROM reservation.reservation
+WHERE restaurant_id = %(restaurant_id)s AND date = %(date)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(after_id)s::uuid IS NULL
+       OR (slot, reservation_id) > (%(after_slot)s::text, %(after_id)s::uuid))
+ORDER BY slot, reservation_id
+LIMIT %(limit)s

@@ -18,6 +18,7 @@ from haengbok.settings import Settings
 QUERY_OPERATIONS = {
     ("/dining/restaurants", "get"): "listRestaurants",
     ("/dining/restaurants/{restaurant_id}", "get"): "getRestaurant",
+    ("/dining/restaurants/{restaurant_id}/reservations", "get"): "listRestaurantReservations",
     ("/dining/reservations/{reservation_id}", "get"): "getReservation",
     ("/dining/reservations/{reservation_id}/deposit", "get"): "getReservationDeposit",
     ("/dining/customer-center/reservations", "get"): "listMyReservations",

@@ -1,0 +1,1 @@
+DROP INDEX reservation.reservation_restaurant_day_idx;
