@@ -32,6 +32,14 @@ DEFAULT_ROUND_INTERVAL = 0.05
 ConnectionFactory = Callable[[], psycopg.Connection[Any]]
 
 
+# A read model's table locked by someone else (a long report, a manual fix) blocks only its own
+# projection after this long; a runner stopped inside a round loses its session after this
+# long, and with it the locks a standby needs. A lock held for seconds stalled every read model
+# for as long, and a stopped leader all of them until it was killed.
+DEFAULT_LOCK_TIMEOUT_SECONDS = 5.0
+DEFAULT_IDLE_IN_TRANSACTION_SECONDS = 15.0
+
+
 class ProjectionRunner:
     """Runs every projector's batches round-robin; sleeps on LISTEN when all are caught up.
 
@@ -56,7 +64,21 @@ class ProjectionRunner:
         poll_interval: float = 0.5,
         round_interval: float = DEFAULT_ROUND_INTERVAL,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+        idle_in_transaction_seconds: float = DEFAULT_IDLE_IN_TRANSACTION_SECONDS,
     ) -> None:
+        """``lock_timeout_seconds``: how long a round's statement waits for a lock on a read
+        model's table before the round gives up (someone else holds it); the projections run
+        alone then, so one blocked table holds up only its own. ``idle_in_transaction_seconds``:
+        the server ends the session of a runner stopped inside a round (SIGSTOP, a partition),
+        which frees the projections' locks for a standby to take; a round never idles that
+        long between its statements."""
+        if lock_timeout_seconds <= 0 or idle_in_transaction_seconds <= 0:
+            raise ValueError("the projection runner's timeouts must be positive")
+        self._session = {
+            "lock_timeout": f"{int(lock_timeout_seconds * 1000)}ms",
+            "idle_in_transaction_session_timeout": f"{int(idle_in_transaction_seconds * 1000)}ms",
+        }
         for projector in projectors:
             check_projector(projector)
         self._connect = connect
@@ -125,6 +147,8 @@ class ProjectionRunner:
         if self._work is None or self._work.closed:
             self._work = self._connect()
             with self._work.transaction():
+                for name, value in self._session.items():
+                    self._work.execute("SELECT set_config(%s, %s, false)", [name, value])
                 for projector in self._projectors:
                     register(self._work, projector)
         return self._work

@@ -97,6 +97,50 @@ class TestSurvivingFailures:
         # Its one batch held the poisoned event: it stays put, visible in its lag.
         assert checkpoint(database_url, poisoned.name) == 0
 
+    def test_a_read_model_locked_by_someone_else_holds_up_only_its_own_projection(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        # Someone holds a lock on one read model's table (a long report, a manual fix). The
+        # shared round gives up on it after the lock timeout; the other projection goes on.
+        blocked = PoisonedCartTimeline()
+        create_live_table(database_url, blocked)
+        append_events(database_url, "cart-1", OPENED)
+        relay_positions(database_url)
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE public.poisoned_timeline IN ACCESS EXCLUSIVE MODE")
+            try:
+                with running(
+                    database_url, [blocked, timeline], poll_interval=0.1, lock_timeout_seconds=0.3
+                ):
+                    wait_until(lambda: _caught_up(database_url, timeline.name), timeout=15)
+                    assert checkpoint(database_url, blocked.name) == 0
+                    locker.rollback()  # the lock is gone: the blocked one catches up too
+                    wait_until(lambda: _caught_up(database_url, blocked.name), timeout=15)
+            finally:
+                locker.rollback()
+
+    def test_a_runner_stopped_inside_a_round_loses_its_session_and_its_locks(
+        self, database_url: str, timeline: CartTimeline
+    ) -> None:
+        # What SIGSTOP does to a leader mid-round, here a transaction left open on the runner's
+        # own connection: the server ends the session, so its projection locks are free again.
+        runner = ProjectionRunner(
+            lambda: psycopg.connect(database_url), [timeline], idle_in_transaction_seconds=0.5
+        )
+        conn = runner._work_connection()
+        conn.execute("SELECT pg_advisory_xact_lock(1)")  # a round's locks, then nothing
+        pid = conn.info.backend_pid
+
+        def session_gone() -> bool:
+            with psycopg.connect(database_url) as probe:
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]
+                ).fetchone()
+            return row == (0,)
+
+        wait_until(session_gone, timeout=15, message="the server ends the stopped session")
+        runner._close()
+
 
 @dataclass(frozen=True)
 class _CountingTimeline(CartTimeline):
