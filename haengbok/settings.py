@@ -69,6 +69,10 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     max_backoff_ms: int = 30_000
     read_wait_max_seconds: float = 5.0
+    # Requests of one API process that may wait for a read model at once (min_position); each
+    # holds a pooled connection meanwhile, so keep it well below pool_max_size. Others answer
+    # at once with X-Read-Model-Stale.
+    read_wait_max_concurrent: int = 4
     max_request_body_bytes: int = 64 * 1024
     pool_min_size: int = 2
     pool_max_size: int = 10
@@ -133,6 +137,12 @@ class Settings:
             else None,
             worker_metrics_host=env.get("HAENGBOK_WORKER_METRICS_HOST") or cls.worker_metrics_host,
             pool_max_size=_int("HAENGBOK_POOL_MAX_SIZE", 10),
+            read_wait_max_seconds=_float(
+                "HAENGBOK_READ_WAIT_MAX_SECONDS", cls.read_wait_max_seconds
+            ),
+            read_wait_max_concurrent=_int(
+                "HAENGBOK_READ_WAIT_MAX_CONCURRENT", cls.read_wait_max_concurrent
+            ),
             log_json=env.get("HAENGBOK_LOG_JSON", "") in ("1", "true", "yes"),
             drain_seconds=_float("HAENGBOK_DRAIN_SECONDS", 0.0),
             shutdown_grace_seconds=_float("HAENGBOK_SHUTDOWN_GRACE_SECONDS", 20.0),

@@ -99,6 +99,18 @@ async def wait_for_position_async(
             await _end_transaction_async(conn)
 
 
+async def reached_async(
+    conn: psycopg.AsyncConnection[Any], projection_name: str, position: int
+) -> bool:
+    """Whether ``projection_name`` has projected the event at ``position`` now (no waiting)."""
+    params = {"name": projection_name, "position": position}
+    async with conn.cursor(row_factory=tuple_row) as acur:
+        await acur.execute(query("projection.reached"), params)
+        row = await acur.fetchone()
+    await _end_transaction_async(conn)
+    return _reached(row)
+
+
 def _require_idle(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise ValueError("wait_for_position needs a connection outside a transaction")

@@ -231,7 +231,11 @@ class ReservationQueries(Controller):
     ) -> Response[ReservationState]:
         """The reservation's status, deposit, restaurant answer, recommendation and rating."""
         fresh = await caught_up(
-            db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
+            db_conn,
+            _RESERVATIONS,
+            min_position,
+            settings.read_wait_max_seconds,
+            max_waiting=settings.read_wait_max_concurrent,
         )
         row, projected = await _readable_reservation(db_conn, principal, reservation_id)
         if row is None:
@@ -255,7 +259,11 @@ class ReservationQueries(Controller):
         """The deposit's payment status: null until paid or failed, then PAID, FAILED,
         REFUNDED or FORFEITED."""
         fresh = await caught_up(
-            db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
+            db_conn,
+            _RESERVATIONS,
+            min_position,
+            settings.read_wait_max_seconds,
+            max_waiting=settings.read_wait_max_concurrent,
         )
         row, projected = await _readable_reservation(db_conn, principal, reservation_id)
         if row is None:
@@ -301,7 +309,11 @@ class CustomerCenter(Controller):
                 "before), not both.",
             )  # fmt: skip
         fresh = await caught_up(
-            db_conn, _RESERVATIONS, min_position, settings.read_wait_max_seconds
+            db_conn,
+            _RESERVATIONS,
+            min_position,
+            settings.read_wait_max_seconds,
+            max_waiting=settings.read_wait_max_concurrent,
         )
         page = await views.customer_reservations(
             db_conn, principal.subject, limit=limit, offset=offset, after=after
@@ -331,7 +343,13 @@ class CustomerCenter(Controller):
     ) -> Response[TimelinePage]:
         """Everything that happened to my reservations (events, and the commands between
         contexts), in log order."""
-        fresh = await caught_up(db_conn, _TIMELINE, min_position, settings.read_wait_max_seconds)
+        fresh = await caught_up(
+            db_conn,
+            _TIMELINE,
+            min_position,
+            settings.read_wait_max_seconds,
+            max_waiting=settings.read_wait_max_concurrent,
+        )
         if reservation_id is not None:
             row = await views.reservation_row(db_conn, reservation_id)
             if row is None or row["customer"] != principal.subject:
@@ -367,7 +385,11 @@ class RecommendationQueries(Controller):
         """Restaurants by Bayesian average rating, (C*m + sum) / (C + count): C imaginary
         ratings of m keep one 5-star review from topping the list. Ties: more ratings first."""
         fresh = await caught_up(
-            db_conn, _RECOMMENDATIONS, min_position, settings.read_wait_max_seconds
+            db_conn,
+            _RECOMMENDATIONS,
+            min_position,
+            settings.read_wait_max_seconds,
+            max_waiting=settings.read_wait_max_concurrent,
         )
         items = await views.ranking(db_conn, rating_prior, limit=limit, offset=offset)
         body = RecommendationList(

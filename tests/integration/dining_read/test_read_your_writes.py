@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 
 import psycopg
 from litestar.testing import TestClient
@@ -133,6 +135,37 @@ class TestMinPosition:
         assert response.headers[STALE_HEADER] == "true"
         assert 0.3 <= elapsed < 3
         assert timeline.headers[STALE_HEADER] == "true"
+
+    def test_beyond_the_waiting_limit_a_query_answers_stale_at_once_instead_of_queueing(
+        self, database_url: str, dining_projectors: list[Projector]
+    ) -> None:
+        # Each waiting query holds a pooled connection; with more waiters than the pool, the
+        # rest queued for a connection past their own bound (10 waits: a reservation 4.6 s).
+        booking = Booking()
+        record(database_url, booking.requested())
+        catch_up(database_url, dining_projectors)
+        [position] = record(database_url, m.ReservationCancelled(booking.reservation_id, "alice"))
+        settings = replace(
+            query_settings(database_url, read_wait_max_seconds=4), read_wait_max_concurrent=1
+        )
+        auth = bearer(settings, Role.CUSTOMER, subject="alice")
+        path = f"/dining/reservations/{booking.reservation_id}?min_position={position}"
+
+        with (
+            TestClient(create_app(settings, controllers=controllers())) as client,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            first = pool.submit(client.get, path, headers=auth)  # waits: no runner here
+            wait_until(lambda: _api_waits_for_progress(database_url), message="the first waits")
+            started = time.monotonic()
+            second = client.get(path, headers=auth)
+            elapsed = time.monotonic() - started
+            assert not first.done(), "the first still waits while the second has its answer"
+            waited = first.result(timeout=30)
+
+        assert second.status_code == 200 and second.headers[STALE_HEADER] == "true"
+        assert elapsed < 2, "no room to wait: answered at once, not after the 4 s bound"
+        assert waited.status_code == 200 and waited.headers[STALE_HEADER] == "true"
 
     def test_a_missing_reservation_after_a_timeout_is_a_404_marked_stale(
         self, database_url: str
