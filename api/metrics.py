@@ -137,10 +137,16 @@ def ops_families(snapshot: OpsSnapshot) -> Iterator[Metric]:
         ["projection"],
     )
     position = _gauge("haengbok_projection_position", "A projection's checkpoint", ["projection"])
+    lag_age = _gauge(
+        "haengbok_projection_lag_seconds",
+        "Age of the oldest relayed event a projection has not applied (0 when caught up)",
+        ["projection"],
+    )
     for p in snapshot.projections:
         lag.add_metric([p.name], p.lag)
         position.add_metric([p.name], p.position)
-    yield from (lag, position)
+        lag_age.add_metric([p.name], p.lag_seconds)
+    yield from (lag, position, lag_age)
 
     sagas = _gauge(
         "haengbok_saga_instances", "Saga instances by type and status", ["saga_type", "status"]

@@ -55,6 +55,8 @@ class ProjectionLag:
     position: int
     head: int
     lag: int
+    #: Age of the oldest relayed event it has not applied (0 when caught up).
+    lag_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,8 @@ def _snapshot(rows: Mapping[str, list[tuple[Any, ...]]]) -> OpsSnapshot:
         relay=RelayLag(pending=int(relay_row[0]), oldest_seconds=float(relay_row[1])),
         log_head=int(rows["head"][0][0]),
         projections=[
-            ProjectionLag(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows["projections"]
+            ProjectionLag(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4]))
+            for r in rows["projections"]
         ],
         sagas=[SagaCount(str(r[0]), str(r[1]), int(r[2])) for r in rows["sagas"]],
         parked={str(r[0]): int(r[1]) for r in rows["parked"]},

@@ -105,9 +105,13 @@ def render_snapshot(snap: OpsSnapshot, breakers: Sequence[BreakerStatus], consol
     for name in sorted(set(snap.parked) - {q.queue_name for q in snap.queues}):
         queues.add_row(name, "-", "-", "-", str(snap.parked[name]))
     console.print(queues)
-    projections = Table("projection", "checkpoint", "head", "lag (events)", title="projections")
+    projections = Table(
+        "projection", "checkpoint", "head", "lag (events)", "oldest unapplied", title="projections"
+    )
     for p in snap.projections:
-        projections.add_row(p.name, str(p.position), str(p.head), str(p.lag))
+        projections.add_row(
+            p.name, str(p.position), str(p.head), str(p.lag), _age(p.lag_seconds or None)
+        )
     console.print(projections)
     sagas = Table("saga", "status", "instances", title="sagas")
     for s in snap.sagas:
@@ -134,9 +138,15 @@ def render_status(
     return snap, attention(snap, breakers)
 
 
+# An event older than this that a projection has not applied, or the relay has not relayed,
+# means it is stuck rather than busy: a busy system applies events within seconds.
+STALLED_SECONDS = 60.0
+
+
 def attention(snap: OpsSnapshot, breakers: Sequence[BreakerStatus]) -> list[str]:
     """What an operator must look at: parked messages and sagas (nothing retries them by
-    itself) and circuits that are not closed. Empty when all is well; ``haengbok status`` then
+    itself), circuits that are not closed, and a projection or the relay stuck on an event
+    for over ``STALLED_SECONDS``. Empty when all is well; ``haengbok status`` then
     exits 0, and 2 otherwise, so cron and monitoring can act on it."""
     found = []
     parked = sum(snap.parked.values())
@@ -148,4 +158,15 @@ def attention(snap: OpsSnapshot, breakers: Sequence[BreakerStatus]) -> list[str]
     found.extend(
         f"circuit {b.name} {b.state.value}" for b in breakers if b.state is not BreakerState.CLOSED
     )
+    found.extend(
+        f"projection {p.name} has not applied an event for {p.lag_seconds:.0f}s ({p.lag} behind):"
+        " an event it cannot apply, or no runner (see the workers' log)"
+        for p in snap.projections
+        if p.lag_seconds > STALLED_SECONDS
+    )
+    if snap.relay.oldest_seconds > STALLED_SECONDS:
+        found.append(
+            f"the relay has left an event unrelayed for {snap.relay.oldest_seconds:.0f}s"
+            f" ({snap.relay.pending} pending): no worker relays"
+        )
     return found

@@ -38,6 +38,8 @@ ConnectionFactory = Callable[[], psycopg.Connection[Any]]
 # for as long, and a stopped leader all of them until it was killed.
 DEFAULT_LOCK_TIMEOUT_SECONDS = 5.0
 DEFAULT_IDLE_IN_TRANSACTION_SECONDS = 15.0
+# Longest wait before a failing projector is tried again.
+MAX_RETRY_SECONDS = 30.0
 
 
 class ProjectionRunner:
@@ -91,6 +93,8 @@ class ProjectionRunner:
         self._listen: psycopg.Connection[Any] | None = None
         self._listening = False
         self._retry_at: dict[str, float] = {}
+        #: Consecutive failures of a projector and the last one's text (see ``_failed``).
+        self._failures: dict[str, tuple[int, str]] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Keep the projections caught up until ``stop`` is set (checked at least every poll)."""
@@ -122,26 +126,47 @@ class ProjectionRunner:
         if not ready:
             return False
         try:
-            return run_round_at(conn, ready, batch_size=self._batch_size).more
+            more = run_round_at(conn, ready, batch_size=self._batch_size).more
         except Exception:
             if conn.broken or conn.closed:
                 raise
             log.warning("a projection failed in the shared round; running each alone")
             return self._one_by_one(conn, ready)
+        for projector in ready:
+            self._failures.pop(projector.name, None)
+        return more
 
     def _one_by_one(self, conn: psycopg.Connection[Any], projectors: list[Projector]) -> bool:
         busy = False
         for projector in projectors:
             try:
                 busy |= run_once(conn, projector, batch_size=self._batch_size) > 0
-            except Exception:
+            except Exception as exc:
                 if conn.broken or conn.closed:
                     raise
-                # A failing projector stays where it is (its lag shows it) and is retried after
-                # a poll interval, not on every round the others keep busy.
-                log.exception("projection %s failed to apply a batch", projector.name)
-                self._retry_at[projector.name] = time.monotonic() + self._poll_interval
+                self._failed(projector.name, exc)
+            else:
+                self._failures.pop(projector.name, None)
         return busy
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        """A failing projector stays where it is (its lag and the age of its oldest unapplied
+        event show it; ``haengbok status`` names it) and is retried after a back-off that
+        doubles up to ``MAX_RETRY_SECONDS``, not on every round the others keep busy. The
+        traceback is logged when the error is new; a repeat of it is one line (an event it
+        cannot apply had filled the log with hundreds of tracebacks a minute)."""
+        count, last = self._failures.get(name, (0, ""))
+        text = f"{type(exc).__name__}: {exc}"
+        delay = min(self._poll_interval * 2**count, MAX_RETRY_SECONDS)
+        self._failures[name] = (count + 1, text)
+        self._retry_at[name] = time.monotonic() + delay
+        if text != last:
+            log.exception("projection %s failed to apply a batch; retrying in %.1fs", name, delay)
+        else:
+            log.warning(
+                "projection %s still fails (%s), %d times in a row; retrying in %.1fs",
+                name, text, count + 1, delay,
+            )  # fmt: skip
 
     def _work_connection(self) -> psycopg.Connection[Any]:
         if self._work is None or self._work.closed:

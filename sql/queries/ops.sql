@@ -20,13 +20,17 @@ ORDER BY queue_name
 SELECT coalesce(max(global_position), 0) AS head FROM outbox.event
 
 -- name: projection_lag
--- Projections tail global_position; lag is how many relayed events they have not applied.
+-- Projections tail global_position; lag is how many relayed events they have not applied, and
+-- lag_seconds the age of the oldest of them (0 when caught up): a projection stuck on an event
+-- it cannot apply, or whose runner is blocked, shows as a growing age (projection.lag).
 SELECT c.name,
        c.position,
        h.head,
-       greatest(h.head - c.position, 0) AS lag
+       greatest(h.head - c.position, 0) AS lag,
+       coalesce(extract(epoch FROM clock_timestamp() - n.occurred_at), 0)::float8 AS lag_seconds
 FROM projection.checkpoint c
 CROSS JOIN (SELECT coalesce(max(global_position), 0) AS head FROM outbox.event) h
+LEFT JOIN outbox.event n ON n.global_position = c.position + 1
 ORDER BY c.name
 
 -- name: saga_counts

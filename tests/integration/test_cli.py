@@ -13,6 +13,8 @@ from api.auth import Role, read_token
 from haengbok.cli import main
 from haengbok.dburl import with_database
 from haengbok.settings import Settings
+from outbox.envelope import MessageContext, NewMessage
+from outbox.log import append
 from projections.runtime import save_checkpoint
 from tests.integration.platform_state import add_saga, append_and_relay, park_group, send
 
@@ -118,6 +120,40 @@ class TestStatus:
 
         assert result.exit_code == 2, result.output
         assert "needs attention: 1 parked saga(s)" in result.output
+
+    def test_a_projection_stuck_on_an_event_needs_attention(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        # An event it cannot apply (or no runner): its oldest unapplied event only grows older.
+        with psycopg.connect(database_url) as conn:
+            append_and_relay(conn, ["cli.Happened"])
+            conn.execute("UPDATE outbox.event SET occurred_at = now() - interval '90 seconds'")
+            conn.execute(
+                "INSERT INTO projection.checkpoint (name, position)"
+                " VALUES ('stuck_view', 0), ('fine_view', 1)"
+            )
+            conn.commit()
+
+        result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
+
+        assert result.exit_code == 2, result.output
+        said = result.output.split("needs attention:")[1]
+        assert "projection stuck_view has not applied an event for 9" in said
+        assert "fine_view" not in said
+        assert re.search(r"stuck_view\s.*\s9\d\.\ds", result.output), result.output
+
+    def test_an_event_left_unrelayed_needs_attention(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        with psycopg.connect(database_url) as conn:
+            append(conn, [NewMessage("cli.Happened", "stream-1", {})], MessageContext.new())
+            conn.execute("UPDATE outbox.event SET occurred_at = now() - interval '90 seconds'")
+            conn.commit()
+
+        result = runner.invoke(main, ["status"], env={"DATABASE_URL": database_url})
+
+        assert result.exit_code == 2, result.output
+        assert "the relay has left an event unrelayed for 9" in result.output
 
     def test_an_unreachable_database_is_one_clear_error(
         self, runner: CliRunner, database_url: str

@@ -104,6 +104,9 @@ class TestPlatformGauges:
         assert _value(samples, "haengbok_projection_lag_events", projection="notes_view") == 1
         assert _value(samples, "haengbok_projection_lag_events", projection="notes_report") == 0
         assert _value(samples, "haengbok_projection_position", projection="notes_view") == 1
+        # notes_view has not applied the event at global position 2, appended a moment ago.
+        assert _value(samples, "haengbok_projection_lag_seconds", projection="notes_view") > 0
+        assert _value(samples, "haengbok_projection_lag_seconds", projection="notes_report") == 0
         running = {"saga_type": "notes.Review", "status": "RUNNING"}
         assert _value(samples, "haengbok_saga_instances", **running) == 2
         assert (

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import pytest
 
 from outbox.envelope import Envelope
 from projections.runner import ProjectionRunner
@@ -96,6 +98,30 @@ class TestSurvivingFailures:
             wait_until(lambda: _caught_up(database_url, timeline.name))
         # Its one batch held the poisoned event: it stays put, visible in its lag.
         assert checkpoint(database_url, poisoned.name) == 0
+
+    def test_a_failing_projector_backs_off_and_logs_its_traceback_once(
+        self, database_url: str, timeline: CartTimeline, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # An event it cannot apply fails the same way on every try: two workers had logged
+        # hundreds of tracebacks a minute, retrying every poll.
+        poisoned = PoisonedCartTimeline()
+        create_live_table(database_url, poisoned)
+        append_events(database_url, "cart-bad", OPENED, payload={"poison": True})
+        relay_positions(database_url)
+        caplog.set_level("WARNING", logger="projections.runner")
+
+        def failures() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if "poisoned_timeline" in r.getMessage()
+                    and "retrying in" in r.getMessage()]  # fmt: skip
+
+        with running(database_url, [poisoned, timeline], poll_interval=0.1):
+            wait_until(lambda: len(failures()) >= 3, timeout=15)
+        first, second, third = failures()[:3]
+        assert first.exc_info is not None and "failed to apply a batch" in first.getMessage()
+        assert second.exc_info is None and "still fails" in second.getMessage()
+        delays = [float(r.getMessage().rsplit("retrying in ", 1)[1].rstrip("s")) for r in
+                  (first, second, third)]  # fmt: skip
+        assert delays == [0.1, 0.2, 0.4]
 
     def test_a_read_model_locked_by_someone_else_holds_up_only_its_own_projection(
         self, database_url: str, timeline: CartTimeline
