@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,57 @@ def worker(threads: int | None, nice: int | None) -> None:
     if heartbeat is not None:
         heartbeat.stop()
     proc.stop(timeout_seconds=settings.shutdown_grace_seconds)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--batch-size", default=500, show_default=True, help="Events per transaction.")
+def rebuild(name: str | None, batch_size: int) -> None:
+    """Rebuild the read model of projection NAME from the whole log, then swap it in; without
+    NAME, list the projections. Safe while the system runs: readers keep the old table until
+    the swap, and the runner goes on from the rebuilt checkpoint."""
+    import psycopg
+
+    from haengbok import bootstrap
+    from haengbok.logs import configure_logging
+    from projections.rebuild import rebuild as rebuild_projection
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    known = {p.name: p for p in bootstrap.projectors()}
+    if name is None:
+        for known_name in sorted(known):
+            click.echo(known_name)
+        return
+    projector = known.get(name)
+    if projector is None:
+        raise click.UsageError(
+            f"no projection {name!r}; the projections are: {', '.join(sorted(known))}"
+        )
+    url, _server = _database(settings)
+    shown = {"at": 0.0}
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - shown["at"] >= 1.0 or done >= total:
+            shown["at"] = now
+            percent = 100.0 if total == 0 else min(100.0, 100.0 * done / total)
+            click.echo(f"  {name}: {done:,} of {total:,} log positions ({percent:.0f} %)", err=True)
+
+    started = time.monotonic()
+    try:
+        position = rebuild_projection(
+            lambda: psycopg.connect(url, application_name="haengbok-rebuild"), projector,
+            batch_size=batch_size, on_progress=progress,
+        )  # fmt: skip
+    except psycopg.errors.LockNotAvailable as exc:
+        raise click.ClickException(
+            f"the swap waited too long for readers or the runner ({exc}); the live table is as "
+            "it was: run the rebuild again at a quieter time"
+        ) from exc
+    click.echo(
+        f"rebuilt {name} up to log position {position:,} in {time.monotonic() - started:.1f}s"
+    )
 
 
 @main.command("worker-alive")

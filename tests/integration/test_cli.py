@@ -16,6 +16,7 @@ from haengbok.settings import Settings
 from outbox.envelope import MessageContext, NewMessage
 from outbox.log import append
 from projections.runtime import save_checkpoint
+from tests.integration.dining_read.support import Booking, record
 from tests.integration.platform_state import add_saga, append_and_relay, park_group, send
 
 AGE = re.compile(r"^\d+(\.\d+)?s$")
@@ -210,3 +211,50 @@ class TestMigrate:
         assert "subscriptions recorded" in result.output
         assert len(subs) >= 5, subs  # the Dining contexts and the reservation saga
         assert set(subs.values()) <= queues
+
+
+class TestRebuild:
+    """`haengbok rebuild NAME`: an operator's way to rebuild a read model from the log."""
+
+    def test_without_a_name_it_lists_the_projections(self, runner: CliRunner) -> None:
+        result = runner.invoke(main, ["rebuild"])
+        assert result.exit_code == 0, result.output
+        assert result.output.split() == [
+            "dining_customer_reservations", "dining_customer_timeline",
+            "dining_recommendation_entries", "dining_restaurant_ratings",
+        ]  # fmt: skip
+
+    def test_an_unknown_name_is_a_usage_error_listing_the_known_ones(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        result = runner.invoke(main, ["rebuild", "timeline"], env={"DATABASE_URL": database_url})
+        assert result.exit_code == 2
+        assert "no projection 'timeline'" in result.output
+        assert "dining_customer_timeline" in result.output
+
+    def test_rebuilds_the_read_model_from_the_log_with_progress(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        booking = Booking()
+        record(database_url, booking.requested(), *booking.paid_and_confirmed())
+        with psycopg.connect(database_url) as conn:
+            before = conn.execute("SELECT count(*) FROM customer_center.timeline").fetchone()
+
+        result = runner.invoke(
+            main, ["rebuild", "dining_customer_timeline"], env={"DATABASE_URL": database_url}
+        )
+
+        assert result.exit_code == 0, result.output
+        assert re.search(r"rebuilt dining_customer_timeline up to log position \d+", result.output)
+        assert "of" in result.output and "log positions (100 %)" in result.output
+        with psycopg.connect(database_url) as conn:
+            entries = conn.execute(
+                "SELECT count(*) FROM customer_center.timeline WHERE reservation_id = %s",
+                [booking.reservation_id],
+            ).fetchone()
+            checkpoint = conn.execute(
+                "SELECT position FROM projection.checkpoint WHERE name = 'dining_customer_timeline'"
+            ).fetchone()
+        assert before == (0,)
+        assert entries is not None and entries[0] >= 3
+        assert checkpoint is not None and checkpoint[0] > 0
