@@ -57,6 +57,8 @@ class ProjectionLag:
     lag: int
     #: Age of the oldest relayed event it has not applied (0 when caught up).
     lag_seconds: float = 0.0
+    #: How long it has not moved while it has events to apply (0 when caught up).
+    stalled_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,7 @@ def _snapshot(rows: Mapping[str, list[tuple[Any, ...]]]) -> OpsSnapshot:
         relay=RelayLag(pending=int(relay_row[0]), oldest_seconds=float(relay_row[1])),
         log_head=int(rows["head"][0][0]),
         projections=[
-            ProjectionLag(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4]))
+            ProjectionLag(str(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4]), float(r[5]))
             for r in rows["projections"]
         ],
         sagas=[SagaCount(str(r[0]), str(r[1]), int(r[2])) for r in rows["sagas"]],

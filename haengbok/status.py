@@ -138,15 +138,15 @@ def render_status(
     return snap, attention(snap, breakers)
 
 
-# An event older than this that a projection has not applied, or the relay has not relayed,
-# means it is stuck rather than busy: a busy system applies events within seconds.
+# A projection with events to apply that has not moved for this long, or an event the relay
+# has left this long, is stuck rather than busy: a busy system moves within seconds.
 STALLED_SECONDS = 60.0
 
 
 def attention(snap: OpsSnapshot, breakers: Sequence[BreakerStatus]) -> list[str]:
     """What an operator must look at: parked messages and sagas (nothing retries them by
-    itself), circuits that are not closed, and a projection or the relay stuck on an event
-    for over ``STALLED_SECONDS``. Empty when all is well; ``haengbok status`` then
+    itself), circuits that are not closed, and a projection or the relay stuck for over
+    ``STALLED_SECONDS``. Empty when all is well; ``haengbok status`` then
     exits 0, and 2 otherwise, so cron and monitoring can act on it."""
     found = []
     parked = sum(snap.parked.values())
@@ -159,10 +159,10 @@ def attention(snap: OpsSnapshot, breakers: Sequence[BreakerStatus]) -> list[str]
         f"circuit {b.name} {b.state.value}" for b in breakers if b.state is not BreakerState.CLOSED
     )
     found.extend(
-        f"projection {p.name} has not applied an event for {p.lag_seconds:.0f}s ({p.lag} behind):"
+        f"projection {p.name} has not moved for {p.stalled_seconds:.0f}s ({p.lag} behind):"
         " an event it cannot apply, or no runner (see the workers' log)"
         for p in snap.projections
-        if p.lag_seconds > STALLED_SECONDS
+        if p.stalled_seconds > STALLED_SECONDS
     )
     if snap.relay.oldest_seconds > STALLED_SECONDS:
         found.append(

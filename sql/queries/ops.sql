@@ -20,14 +20,21 @@ ORDER BY queue_name
 SELECT coalesce(max(global_position), 0) AS head FROM outbox.event
 
 -- name: projection_lag
--- Projections tail global_position; lag is how many relayed events they have not applied, and
--- lag_seconds the age of the oldest of them (0 when caught up): a projection stuck on an event
--- it cannot apply, or whose runner is blocked, shows as a growing age (projection.lag).
+-- Projections tail global_position; lag is how many relayed events they have not applied,
+-- lag_seconds the age of the oldest of them (0 when caught up), and stalled_seconds how long
+-- a projection with events to apply has not moved its checkpoint (0 when caught up): one stuck
+-- on an event it cannot apply, or whose runner is blocked, stalls; a busy one only lags.
 SELECT c.name,
        c.position,
        h.head,
        greatest(h.head - c.position, 0) AS lag,
-       coalesce(extract(epoch FROM clock_timestamp() - n.occurred_at), 0)::float8 AS lag_seconds
+       coalesce(extract(epoch FROM clock_timestamp() - n.occurred_at), 0)::float8 AS lag_seconds,
+       -- The shorter of the two: an event arriving after an idle hour is not a stall, nor is
+       -- a backlog of old events while the checkpoint moves.
+       CASE WHEN h.head > c.position
+            THEN least(extract(epoch FROM clock_timestamp() - c.updated_at),
+                       coalesce(extract(epoch FROM clock_timestamp() - n.occurred_at), 0))::float8
+            ELSE 0 END AS stalled_seconds
 FROM projection.checkpoint c
 CROSS JOIN (SELECT coalesce(max(global_position), 0) AS head FROM outbox.event) h
 LEFT JOIN outbox.event n ON n.global_position = c.position + 1

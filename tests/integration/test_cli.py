@@ -129,9 +129,12 @@ class TestStatus:
         with psycopg.connect(database_url) as conn:
             append_and_relay(conn, ["cli.Happened"])
             conn.execute("UPDATE outbox.event SET occurred_at = now() - interval '90 seconds'")
+            # stuck_view last moved 90 s ago and its next event is 90 s old; busy_view is as
+            # far behind but moved just now (a backlog); fine_view is caught up.
             conn.execute(
-                "INSERT INTO projection.checkpoint (name, position)"
-                " VALUES ('stuck_view', 0), ('fine_view', 1)"
+                "INSERT INTO projection.checkpoint (name, position, updated_at) VALUES"
+                " ('stuck_view', 0, now() - interval '90 seconds'), ('busy_view', 0, now()),"
+                " ('fine_view', 1, now() - interval '1 hour')"
             )
             conn.commit()
 
@@ -139,8 +142,8 @@ class TestStatus:
 
         assert result.exit_code == 2, result.output
         said = result.output.split("needs attention:")[1]
-        assert "projection stuck_view has not applied an event for 9" in said
-        assert "fine_view" not in said
+        assert "projection stuck_view has not moved for 9" in said
+        assert "busy_view" not in said and "fine_view" not in said
         assert re.search(r"stuck_view\s.*\s9\d\.\ds", result.output), result.output
 
     def test_an_event_left_unrelayed_needs_attention(
