@@ -5,7 +5,9 @@ query string); "-" stands for no time, for lists that put rows without one last.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from api.problems import problem
 
@@ -14,6 +16,7 @@ PATTERN = r"^[0-9TZ:.+\-]{19,40}~[0-9a-f\-]{36}$"
 #: The same, where a row may have no time ("-").
 PATTERN_OR_NO_TIME = r"^([0-9TZ:.+\-]{19,40}|-)~[0-9a-f\-]{36}$"
 NO_TIME = "-"
+K = TypeVar("K")
 
 
 def encode(at: datetime | None, ident: uuid.UUID | str) -> str:
@@ -25,11 +28,22 @@ def encode(at: datetime | None, ident: uuid.UUID | str) -> str:
 def decode(after: str, *, page: str) -> tuple[datetime | None, uuid.UUID]:
     """(time or None, id) of a cursor ``encode`` made; a 400 problem naming ``page`` (the
     list whose cursor it must be) otherwise."""
-    at, _, ident = after.partition("~")
+    return decode_keyed(after, page=page, key=_time)
+
+
+def decode_keyed(after: str, *, page: str, key: Callable[[str], K]) -> tuple[K, uuid.UUID]:
+    """("<key>~<uuid>") -> (``key(<key>)``, id), for lists ordered by another column than a
+    time (a slot); ``key`` raises ValueError for what it cannot read, which is a 400 problem
+    naming ``page``."""
+    head, _, ident = after.partition("~")
     try:
-        return (None if at == NO_TIME else datetime.fromisoformat(at)), uuid.UUID(ident)
+        return key(head), uuid.UUID(ident)
     except ValueError:
         raise problem(
             400, "invalid-cursor", title="Invalid cursor",
-            detail=f"`after` must be the X-Next-Cursor of a page of {page}.",
+            detail=f"`after` must be the cursor of a page of {page}.",
         ) from None  # fmt: skip
+
+
+def _time(text: str) -> datetime | None:
+    return None if text == NO_TIME else datetime.fromisoformat(text)

@@ -18,6 +18,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.params import QueryParameter
 
 from api.schemas import MAX_BIGINT
+from haengbok.settings import Settings
 from projections.waiting import reached_async, wait_for_position_async
 
 STALE_HEADER = "X-Read-Model-Stale"
@@ -51,28 +52,27 @@ async def caught_up(
     conn: psycopg.AsyncConnection[Any],
     projections: Sequence[str],
     min_position: int | None,
-    timeout: float,  # noqa: ASYNC109 - a timeout is an answer (stale), not a cancellation
-    *,
-    max_waiting: int | None = None,
+    settings: Settings,
 ) -> bool:
     """True once every one of ``projections`` passed ``min_position`` (at once if None).
 
-    Views already there answer at once. Otherwise the request waits, but only while fewer
-    than ``max_waiting`` requests of this process wait (None: no limit): each holds a pooled
-    connection for up to ``timeout``, and ten of them had made a reservation wait 4.6 s for a
-    connection, and twenty a plain read 9 s. A request that finds no room answers at once,
-    stale, as one that ran out of time does."""
+    Views already there answer at once. Otherwise the request waits, at most
+    ``settings.read_wait_max_seconds``, but only while fewer than
+    ``settings.read_wait_max_concurrent`` requests of this process wait: each holds a pooled
+    connection meanwhile, and ten of them had made a reservation wait 4.6 s for a connection,
+    and twenty a plain read 9 s. A request that finds no room answers at once, stale, as one
+    that ran out of time does."""
     if min_position is None:
         return True
     behind = [name for name in projections if not await reached_async(conn, name, min_position)]
     if not behind:
         return True
     loop = id(asyncio.get_running_loop())
-    if max_waiting is not None and _WAITING.get(loop, 0) >= max_waiting:
+    if _WAITING.get(loop, 0) >= settings.read_wait_max_concurrent:
         return False
     _WAITING[loop] = _WAITING.get(loop, 0) + 1
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + settings.read_wait_max_seconds
         for name in behind:
             remaining = max(0.0, deadline - time.monotonic())
             # A zero remainder still checks once: a projection already there is not stale.

@@ -154,14 +154,7 @@ _DAY_CURSOR = r"^[0-9]{2}:[0-9]{2}~[0-9a-f\-]{36}$"
 def _day_cursor(after: str | None) -> tuple[str, uuid.UUID] | None:
     if after is None:
         return None
-    slot, _, ident = after.partition("~")
-    try:
-        return slot, uuid.UUID(ident)
-    except ValueError:
-        raise problem(
-            400, "invalid-cursor", title="Invalid cursor",
-            detail="`after` must be the `next_after` of a page of this list.",
-        ) from None  # fmt: skip
+    return cursors.decode_keyed(after, page="this restaurant's day", key=str)
 
 
 class RestaurantDayQueries(Controller):
@@ -230,13 +223,7 @@ class ReservationQueries(Controller):
         min_position: MinPosition = None,
     ) -> Response[ReservationState]:
         """The reservation's status, deposit, restaurant answer, recommendation and rating."""
-        fresh = await caught_up(
-            db_conn,
-            _RESERVATIONS,
-            min_position,
-            settings.read_wait_max_seconds,
-            max_waiting=settings.read_wait_max_concurrent,
-        )
+        fresh = await caught_up(db_conn, _RESERVATIONS, min_position, settings)
         row, projected = await _readable_reservation(db_conn, principal, reservation_id)
         if row is None:
             raise _not_found("reservation", reservation_id, fresh)
@@ -258,13 +245,7 @@ class ReservationQueries(Controller):
     ) -> Response[DepositState]:
         """The deposit's payment status: null until paid or failed, then PAID, FAILED,
         REFUNDED or FORFEITED."""
-        fresh = await caught_up(
-            db_conn,
-            _RESERVATIONS,
-            min_position,
-            settings.read_wait_max_seconds,
-            max_waiting=settings.read_wait_max_concurrent,
-        )
+        fresh = await caught_up(db_conn, _RESERVATIONS, min_position, settings)
         row, projected = await _readable_reservation(db_conn, principal, reservation_id)
         if row is None:
             raise _not_found("reservation", reservation_id, fresh)
@@ -308,13 +289,7 @@ class CustomerCenter(Controller):
                 detail="Page with `offset` or with `after` (the `next_after` of the page "
                 "before), not both.",
             )  # fmt: skip
-        fresh = await caught_up(
-            db_conn,
-            _RESERVATIONS,
-            min_position,
-            settings.read_wait_max_seconds,
-            max_waiting=settings.read_wait_max_concurrent,
-        )
+        fresh = await caught_up(db_conn, _RESERVATIONS, min_position, settings)
         page = await views.customer_reservations(
             db_conn, principal.subject, limit=limit, offset=offset, after=after
         )
@@ -343,13 +318,7 @@ class CustomerCenter(Controller):
     ) -> Response[TimelinePage]:
         """Everything that happened to my reservations (events, and the commands between
         contexts), in log order."""
-        fresh = await caught_up(
-            db_conn,
-            _TIMELINE,
-            min_position,
-            settings.read_wait_max_seconds,
-            max_waiting=settings.read_wait_max_concurrent,
-        )
+        fresh = await caught_up(db_conn, _TIMELINE, min_position, settings)
         if reservation_id is not None:
             row = await views.reservation_row(db_conn, reservation_id)
             if row is None or row["customer"] != principal.subject:
@@ -384,13 +353,7 @@ class RecommendationQueries(Controller):
     ) -> Response[RecommendationList]:
         """Restaurants by Bayesian average rating, (C*m + sum) / (C + count): C imaginary
         ratings of m keep one 5-star review from topping the list. Ties: more ratings first."""
-        fresh = await caught_up(
-            db_conn,
-            _RECOMMENDATIONS,
-            min_position,
-            settings.read_wait_max_seconds,
-            max_waiting=settings.read_wait_max_concurrent,
-        )
+        fresh = await caught_up(db_conn, _RECOMMENDATIONS, min_position, settings)
         items = await views.ranking(db_conn, rating_prior, limit=limit, offset=offset)
         body = RecommendationList(
             prior_mean=rating_prior.mean, prior_weight=rating_prior.weight, items=items
